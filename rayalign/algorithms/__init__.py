@@ -1,0 +1,1 @@
+"""The math of each method as pure torch functions: no Ray, no I/O, no model loading."""

@@ -1,0 +1,94 @@
+"""The `rayalign` command line: one subcommand per method, plus config and model tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rayalign.config import ConfigError, dump_config, load_config
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, default_recipe: str | None = None) -> None:
+    parser.add_argument("--config", "-c", required=default_recipe is None, default=default_recipe,
+                        help="a recipe YAML file, or the name of a shipped recipe")
+    parser.add_argument("overrides", nargs="*", metavar="key.path=value",
+                        help="dotted overrides applied over the recipe, e.g. train.lr=1e-4")
+
+
+def _sft(args) -> int:
+    from rayalign.pipelines.sft import run_sft
+
+    report = run_sft(load_config(args.config, args.overrides, method="sft"))
+    before, after = report["eval_loss_before"], report["eval_loss_after"]
+    if before is not None:
+        print(f"[sft] held-out loss: {before:.4f} -> {after:.4f} "
+              f"(perplexity {report['eval_perplexity_before']:.2f} -> {report['eval_perplexity_after']:.2f})")
+    print(f"[sft] tuned model written to {report['final']}")
+    return 0
+
+
+def _config_show(args) -> int:
+    print(dump_config(load_config(args.recipe, args.overrides)), end="")
+    return 0
+
+
+def _model_merge(args) -> int:
+    from rayalign.models.export import merge_adapter
+
+    print(merge_adapter(args.adapter, args.out))
+    return 0
+
+
+def _model_fetch(args) -> int:
+    from rayalign.models.registry import resolve_model
+
+    print(resolve_model(args.name))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rayalign", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    quickstart = commands.add_parser("quickstart", help="the end-to-end quickstart on the shipped model and data")
+    _add_run_arguments(quickstart, default_recipe="quickstart")
+    quickstart.set_defaults(handler=_sft)
+
+    sft = commands.add_parser("sft", help="supervised fine-tuning: full, partial (frozen modules/layers) or LoRA")
+    _add_run_arguments(sft)
+    sft.set_defaults(handler=_sft)
+
+    config = commands.add_parser("config", help="inspect recipes").add_subparsers(dest="action", required=True)
+    show = config.add_parser("show", help="print a recipe with defaults and overrides applied")
+    show.add_argument("recipe")
+    show.add_argument("overrides", nargs="*", metavar="key.path=value")
+    show.set_defaults(handler=_config_show)
+
+    model = commands.add_parser("model", help="model utilities").add_subparsers(dest="action", required=True)
+    merge = model.add_parser("merge", help="fold a LoRA adapter into its base and save a full model")
+    merge.add_argument("adapter")
+    merge.add_argument("out")
+    merge.set_defaults(handler=_model_merge)
+    fetch = model.add_parser("fetch", help="materialise a built-in model into the cache and print its folder")
+    fetch.add_argument("name")
+    fetch.set_defaults(handler=_model_fetch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rayalign.data.readers import DataError
+    from rayalign.workers.group import WorkerError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, DataError) as exc:
+        print(f"rayalign: error: {exc}", file=sys.stderr)
+        return 2
+    except WorkerError as exc:
+        print(f"rayalign: worker failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""One typed schema for every run, loaded from YAML recipes with dotted overrides.
+
+A recipe is a YAML file (or the name of one shipped in `rayalign/recipes/`). Overrides
+such as `train.lr=1e-4` are applied on top. Unknown keys and wrong types raise
+`ConfigError` naming the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the schema."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(_Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class FreezeConfig(_Strict):
+    """Partial fine-tuning: which parameters stay frozen.
+
+    `modules`: regular expressions matched against parameter names (search, not full match).
+    `layers`: decoder-layer indices to freeze, as a list or an inclusive "a-b" range string.
+    `train_only`: if set, everything else is frozen and only parameters matching these
+    patterns train (applied before `modules` and `layers`).
+    """
+
+    modules: list[str] = []
+    layers: list[int] | str = []
+    train_only: list[str] = []
+
+
+class ModelConfig(_Strict):
+    name_or_path: str = "smollm2-135m-instruct"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    lora: LoraConfig | None = None
+    freeze: FreezeConfig | None = None
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _one_way_to_train(self):
+        if self.lora is not None and self.freeze is not None:
+            raise ValueError("set either lora or freeze, not both (LoRA already freezes the base)")
+        return self
+
+
+class DataConfig(_Strict):
+    """Where the data is. Paths may be `shipped:NAME` for files shipped with rayalign."""
+
+    train: str
+    eval: str | None = None
+    eval_fraction: float = Field(0.0, ge=0, lt=1)
+    max_length: int = Field(512, gt=8)
+    completion_only: bool = True
+    max_train_samples: int | None = Field(None, gt=0)
+    max_eval_samples: int | None = Field(None, gt=0)
+
+
+class TrainConfig(_Strict):
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    micro_batch_size: int = Field(4, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "linear"
+    max_grad_norm: float = Field(1.0, ge=0)
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    eval_every: int = Field(0, ge=0)
+    save_every: int = Field(0, ge=0)
+    keep_last: int = Field(2, gt=0)
+    log_every: int = Field(1, gt=0)
+    deepspeed: dict[str, Any] = {}
+
+
+class PlacementConfig(_Strict):
+    """Where workers run. `address`: a Ray cluster ("auto" finds a running one); None
+    starts a local cluster unless one is reachable."""
+
+    num_workers: int = Field(1, gt=0)
+    cpus_per_worker: float = Field(1.0, ge=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    address: str | None = None
+    timeout_s: float = Field(600.0, gt=0)
+
+
+class LoggingConfig(_Strict):
+    tensorboard: bool = True
+    progress: bool = True
+
+
+class RunConfig(_Strict):
+    method: Literal["sft"]
+    name: str = Field(..., pattern=r"^[A-Za-z0-9._-]+$")
+    output_dir: str = "runs"
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    train: TrainConfig = TrainConfig()
+    placement: PlacementConfig = PlacementConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+# ---------------------------------------------------------------- loading
+
+
+def resolve_recipe(name_or_path: str) -> Path:
+    """A path to a YAML file, or the name of a shipped recipe (with or without .yaml)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    stem = path.name.removesuffix(".yaml").removesuffix(".yml")
+    shipped = RECIPES_DIR / f"{stem}.yaml"
+    if shipped.is_file():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+    raise ConfigError(f"{name_or_path}: no such file, and no shipped recipe of that name (shipped: {known})")
+
+
+def apply_override(tree: dict, override: str) -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (numbers, lists...)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r}: expected key.path=value")
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+
+
+def _key_origins(node: yaml.Node, source: str, prefix: tuple = ()) -> dict[tuple, str]:
+    """Map each key path of a composed YAML mapping to "file, line N"."""
+    origins: dict[tuple, str] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = prefix + (key_node.value,)
+            origins[path] = f"{source}, line {key_node.start_mark.line + 1}"
+            origins.update(_key_origins(value_node, source, path))
+    return origins
+
+
+def _describe(error: ValidationError, source: str, origins: dict[tuple, str]) -> str:
+    messages = []
+    for item in error.errors():
+        loc = tuple(str(p) for p in item["loc"])
+        key = ".".join(loc) or "(top level)"
+        where = next((origins[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origins), source)
+        messages.append(f"{where}: {key}: {item['msg']}")
+    return "\n".join(messages)
+
+
+def load_config(recipe: str, overrides: list[str] = (), method: str | None = None) -> RunConfig:
+    """Read a recipe, apply dotted overrides, validate. Errors name file, line and key."""
+    path = resolve_recipe(recipe)
+    text = path.read_text()
+    try:
+        tree = yaml.safe_load(text) or {}
+        origins = _key_origins(yaml.compose(text), str(path)) if tree else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(tree).__name__}")
+    for override in overrides:
+        apply_override(tree, override)
+        origins[tuple(override.partition("=")[0].split("."))] = f"override {override!r}"
+    if method is not None:
+        tree.setdefault("method", method)
+        if tree["method"] != method:
+            raise ConfigError(f"{path}: method is {tree['method']!r}, but this command runs {method!r}")
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path), origins)) from None
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def save_config(config: RunConfig, path: str | os.PathLike) -> None:
+    Path(path).write_text(dump_config(config))

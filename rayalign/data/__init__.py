@@ -1,0 +1,1 @@
+"""Datasets in the formats users already have: reading, validation, encoding, batching."""

@@ -1,0 +1,1 @@
+"""The only code that touches DeepSpeed (training) and vLLM (generation). Usable without Ray."""

@@ -1,0 +1,113 @@
+"""The DeepSpeed training engine: ZeRO 0-3, gradient accumulation, checkpoints, export.
+
+The engine knows nothing of methods: it takes an `objective(model, batch) -> (loss, stats)`
+and runs it over micro-batches. The same code runs on gloo/CPU and nccl/GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import torch
+
+from rayalign.config import TrainConfig
+
+Objective = Callable[[Any, dict], tuple[torch.Tensor, dict]]
+
+
+def deepspeed_config(train: TrainConfig, world_size: int, dtype: str) -> dict:
+    """A DeepSpeed config from the schema; `train.deepspeed` is merged over it last."""
+    config = {
+        "train_micro_batch_size_per_gpu": train.micro_batch_size,
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "train_batch_size": train.micro_batch_size * train.gradient_accumulation_steps * world_size,
+        "gradient_clipping": train.max_grad_norm,
+        "zero_optimization": {"stage": train.zero_stage},
+        "bf16": {"enabled": dtype == "bfloat16"},
+        "fp16": {"enabled": dtype == "float16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    return _merge(config, train.deepspeed)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+class TrainingEngine:
+    """Wraps a (possibly peft) model in DeepSpeed with AdamW and an LR schedule."""
+
+    def __init__(self, model, train: TrainConfig, total_steps: int, world_size: int, dtype: str = "float32"):
+        import deepspeed
+        from transformers import get_scheduler
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        optimizer = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+        scheduler = get_scheduler(train.lr_scheduler, optimizer, num_warmup_steps=train.warmup_steps,
+                                  num_training_steps=max(total_steps, 1))
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler,
+            config=deepspeed_config(train, world_size, dtype),
+        )
+        self.zero_stage = train.zero_stage
+
+    @property
+    def module(self):
+        return self.engine.module
+
+    def train_step(self, micro_batches: list[dict], objective: Objective) -> dict:
+        """Forward/backward every micro-batch, then one optimizer step. Returns mean stats."""
+        if len(micro_batches) != self.engine.gradient_accumulation_steps():
+            raise ValueError(f"got {len(micro_batches)} micro-batches, expected "
+                             f"gradient_accumulation_steps={self.engine.gradient_accumulation_steps()}")
+        self.engine.train()
+        totals: dict[str, float] = {}
+        for batch in micro_batches:
+            loss, stats = objective(self.engine, _to_device(batch, self.engine.device))
+            self.engine.backward(loss)
+            self.engine.step()
+            for key, value in {"loss": loss.item(), **stats}.items():
+                totals[key] = totals.get(key, 0.0) + float(value) / len(micro_batches)
+        norm = self.engine.get_global_grad_norm()
+        totals["grad_norm"] = float(norm) if norm is not None else float("nan")
+        totals["lr"] = self.scheduler.get_last_lr()[0]
+        return totals
+
+    @torch.no_grad()
+    def evaluate(self, batches: list[dict], objective: Objective) -> list[dict]:
+        self.engine.eval()
+        return [{k: float(v) for k, v in objective(self.engine, _to_device(b, self.engine.device))[1].items()}
+                for b in batches]
+
+    def save_checkpoint(self, folder: str, client_state: dict | None = None) -> None:
+        """Every rank writes its shard (trainable weights, optimizer, scheduler)."""
+        self.engine.save_checkpoint(folder, tag="state", client_state=client_state or {},
+                                    exclude_frozen_parameters=True)
+
+    def load_checkpoint(self, folder: str) -> dict:
+        _, client_state = self.engine.load_checkpoint(folder, tag="state", load_module_strict=False)
+        if client_state is None:
+            raise FileNotFoundError(f"{folder}: no DeepSpeed checkpoint to resume from")
+        return client_state
+
+    @contextlib.contextmanager
+    def full_parameters(self):
+        """Inside, every rank sees whole parameters (ZeRO-3 gathers them; other stages have them)."""
+        if self.zero_stage != 3:
+            yield self.module
+            return
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
+            yield self.module

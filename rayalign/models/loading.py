@@ -1,0 +1,46 @@
+"""Load causal LMs and tokenizers from a resolved folder, or a LoRA adapter folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def adapter_base(path: str) -> str | None:
+    """The base model recorded in a peft adapter folder, or None for a full model."""
+    config = Path(path) / "adapter_config.json"
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text())["base_model_name_or_path"]
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    from rayalign.models.registry import resolve_model
+
+    folder = resolve_model(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(name_or_path: str, dtype: str = "float32", trainable_adapter: bool = False):
+    """A built-in name, an HF folder, or an adapter folder (loaded onto its base)."""
+    from transformers import AutoModelForCausalLM
+
+    from rayalign.models.registry import resolve_model
+
+    folder = resolve_model(name_or_path)
+    base = adapter_base(folder)
+    if base is None:
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype])
+    from peft import PeftModel
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(base), dtype=DTYPES[dtype])
+    return PeftModel.from_pretrained(model, folder, is_trainable=trainable_adapter)

