@@ -122,7 +122,7 @@ def run_sft(config: RunConfig) -> dict:
             "train/loss": sum(s["loss"] for s in stats) / world,
             "train/grad_norm": stats[0]["grad_norm"],
             "train/lr": stats[0]["lr"],
-            "train/tokens_per_s": sum(s["tokens"] for s in stats) * train.gradient_accumulation_steps / elapsed,
+            "train/tokens_per_s": sum(len(example.input_ids) for example in batch) / elapsed,
             "time/step_s": elapsed,
             "samples_seen": seen,
         }

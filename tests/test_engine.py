@@ -1,0 +1,61 @@
+"""The DeepSpeed training engine on its own: no Ray, one process, gloo on CPU."""
+
+import socket
+
+import pytest
+import torch
+
+from rayalign.config import ModelConfig, TrainConfig
+from rayalign.engines.training import TrainingEngine, deepspeed_config
+
+
+def test_deepspeed_config_merges_user_overrides():
+    train = TrainConfig(micro_batch_size=2, gradient_accumulation_steps=3, zero_stage=1,
+                        deepspeed={"zero_optimization": {"overlap_comm": True}, "gradient_clipping": 0.5})
+    config = deepspeed_config(train, world_size=2, dtype="bfloat16")
+    assert config["train_batch_size"] == 12
+    assert config["zero_optimization"] == {"stage": 1, "overlap_comm": True}
+    assert config["gradient_clipping"] == 0.5
+    assert config["bf16"] == {"enabled": True}
+
+
+@pytest.fixture
+def process_group():
+    from rayalign.engines.distributed import close_process_group, init_process_group
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert init_process_group(0, 1, "127.0.0.1", port, backend="auto") == "gloo"
+    yield
+    close_process_group()
+
+
+def test_engine_steps_accumulates_and_checkpoints(tiny_model, tmp_path, process_group):
+    from rayalign.models.adapt import build_trainable
+    from rayalign.workers.objectives import sft_objective
+
+    torch.manual_seed(0)
+    model, counts = build_trainable(ModelConfig(name_or_path=tiny_model))
+    assert "100.00%" in counts
+    train = TrainConfig(micro_batch_size=2, gradient_accumulation_steps=2, lr=1e-2, zero_stage=2,
+                        lr_scheduler="constant")
+    engine = TrainingEngine(model, train, total_steps=10, world_size=1)
+    ids = torch.randint(3, 100, (2, 12))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+
+    with pytest.raises(ValueError, match="expected gradient_accumulation_steps=2"):
+        engine.train_step([batch], sft_objective)
+    first = engine.train_step([batch, batch], sft_objective)
+    losses = [engine.train_step([batch, batch], sft_objective)["loss"] for _ in range(5)]
+    assert losses[-1] < first["loss"]  # it memorises one batch
+    assert first["tokens"] == 22 and first["lr"] == 1e-2
+
+    engine.save_checkpoint(str(tmp_path))
+    weights = {k: v.clone() for k, v in engine.module.state_dict().items()}
+    engine.train_step([batch, batch], sft_objective)
+    assert any(not torch.equal(weights[k], v) for k, v in engine.module.state_dict().items())
+    engine.load_checkpoint(str(tmp_path))
+    assert all(torch.equal(weights[k], v) for k, v in engine.module.state_dict().items())
+    stats = engine.evaluate([batch], sft_objective)
+    assert stats[0]["tokens"] == 22
