@@ -190,7 +190,9 @@ def load_config(recipe: str, overrides: list[str] = (), method: str | None = Non
         raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(tree).__name__}")
     for override in overrides:
         apply_override(tree, override)
-        origins[tuple(override.partition("=")[0].split("."))] = f"override {override!r}"
+        key = tuple(override.partition("=")[0].split("."))
+        origins = {path: where for path, where in origins.items() if path[: len(key)] != key}
+        origins[key] = f"override {override!r}"
     if method is not None:
         tree.setdefault("method", method)
         if tree["method"] != method:

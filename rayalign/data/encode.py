@@ -19,11 +19,12 @@ class Encoded:
     loss_mask: list[int]  # 1 where the token is a training target
 
 
-def _chat_segments(row: Row, tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:
-    """Split the rendered conversation into (text, is_assistant) pieces.
+def _chat_segments(row: Row, tokenizer, messages: list[dict], first_target: int = 0) -> list[tuple[str, bool]]:
+    """Split the rendered conversation into (text, is_target) pieces.
 
     Renders successive prefixes of the conversation; each assistant turn is the text the
-    full render adds beyond the prefix that ends with the generation prompt.
+    full render adds beyond the prefix that ends with the generation prompt. Assistant
+    turns before message `first_target` are context, not targets.
     """
     segments: list[tuple[str, bool]] = []
     done = ""
@@ -35,7 +36,7 @@ def _chat_segments(row: Row, tokenizer, messages: list[dict]) -> list[tuple[str,
         if not before.startswith(done) or not upto.startswith(before):
             raise row.error("messages", "the tokenizer's chat template does not render conversations "
                             "prefix by prefix; assistant-only masking needs that")
-        segments += [(before[len(done):], False), (upto[len(before):], True)]
+        segments += [(before[len(done):], False), (upto[len(before):], index >= first_target)]
         done = upto
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     if full[len(done):]:
@@ -51,7 +52,7 @@ def _segments(row: Row, fmt: str, tokenizer) -> list[tuple[str, bool]]:
         return _chat_segments(row, tokenizer, fields["messages"])
     if fmt == PROMPT_COMPLETION:
         if isinstance(fields["prompt"], list):
-            return _chat_segments(row, tokenizer, fields["prompt"] + fields["completion"])
+            return _chat_segments(row, tokenizer, fields["prompt"] + fields["completion"], len(fields["prompt"]))
         return [(fields["prompt"], False), (fields["completion"] + (tokenizer.eos_token or ""), True)]
     raise row.error(None, f"{fmt} data has nothing to imitate; SFT takes text, prompt-completion or messages")
 

@@ -23,7 +23,7 @@ ROLES = ("system", "user", "assistant", "tool")
 
 
 def detect_format(row: Row) -> str:
-    keys = row.fields.keys()
+    keys = {key for key, value in row.fields.items() if value is not None}  # tables fill absent columns with null
     if "chosen" in keys or "rejected" in keys:
         return PREFERENCE
     if "messages" in keys:
@@ -92,6 +92,8 @@ def validate(row: Row, accepted: tuple[str, ...] = FORMATS) -> str:
         if "prompt" in row.fields:
             _text_or_messages(row, "prompt")
         chosen, rejected = _text_or_messages(row, "chosen"), _text_or_messages(row, "rejected")
+        if isinstance(chosen, list) != isinstance(rejected, list):
+            raise row.error("rejected", "chosen and rejected must both be strings or both message lists")
         if chosen == rejected:
             raise row.error("rejected", "identical to chosen")
     return fmt

@@ -66,7 +66,7 @@ def _table(path: Path, records: list[dict]) -> list[Row]:
 
 
 def read_rows(path: str) -> list[Row]:
-    """All rows of a .jsonl/.json-lines file, a .parquet file, or a `save_to_disk` folder."""
+    """All rows of a .jsonl (or JSON-lines .json) file, a .parquet file, or a `save_to_disk` folder."""
     resolved = resolve_data_path(path)
     if resolved.is_dir():
         import datasets

@@ -38,6 +38,8 @@ def parse_layers(layers: list[int] | str) -> set[int]:
         low, sep, high = part.partition("-")
         if not low.isdigit() or (sep and not high.isdigit()):
             raise ValueError(f"freeze.layers: {part!r} is not an index or an a-b range")
+        if sep and int(high) < int(low):
+            raise ValueError(f"freeze.layers: {part!r} is a reversed range; write {high}-{low}")
         chosen.update(range(int(low), int(high or low) + 1))
     return chosen
 
