@@ -45,7 +45,7 @@ def run(recipe, overrides):
 
 def test_full_sft_lowers_held_out_loss(ray_cluster, tiny_model, addition_data, tmp_path):
     report = run("sft_full", tiny_overrides(tiny_model, addition_data, tmp_path, "full", "train.max_steps=8"))
-    assert report["steps"] == 8 and report["samples_seen"] == 8 * 16
+    assert report["steps"] == 8
     assert report["eval_loss_after"] < report["eval_loss_before"] - 0.05
     run_dir = tmp_path / "full"
     assert (run_dir / "final" / "config.json").is_file()

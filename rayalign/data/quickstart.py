@@ -437,7 +437,14 @@ def _cycle(rng: random.Random, items: list, n_variants: int, k: int) -> list:
     return picks[:k]
 
 
-def _family_records(task: str, split: str, k: int, seed: int) -> list[dict]:
+def split_items(task: str, split: str) -> list:
+    """The bank items of `task` that belong to `split`, in their fixed shuffled order."""
+    pools = _FAMILIES[task][0]
+    return [item for index, pool in enumerate(pools)
+            for item in _split_pool(task, index, pool, split)]
+
+
+def _family_records(task: str, split: str, k: int, seed: int) -> list[tuple[dict, tuple]]:
     pools, n_variants, render = _FAMILIES[task]
     rng = random.Random(f"{task}:{split}:{seed}")
     records = []
@@ -447,14 +454,21 @@ def _family_records(task: str, split: str, k: int, seed: int) -> list[dict]:
             prompt, answer, spec = render(item, variant)
             if not check(spec, answer):
                 raise AssertionError(f"{task}: answer {answer!r} fails {spec} for {prompt!r}")
-            records.append({"messages": [{"role": "user", "content": prompt},
-                                         {"role": "assistant", "content": answer}],
-                            "task": task, "check": spec})
+            records.append(({"messages": [{"role": "user", "content": prompt},
+                                          {"role": "assistant", "content": answer}],
+                             "task": task, "check": spec}, item))
     return records
 
 
 def generate(split: str, n: int, seed: int = 0) -> list[dict]:
     """n records of `split` ("train" or "eval"), balanced over TASKS, in a seeded order."""
+    return [record for record, _ in generate_with_items(split, n, seed)]
+
+
+def generate_with_items(split: str, n: int, seed: int = 0) -> list[tuple[dict, tuple]]:
+    """`generate`'s records, each with the bank item it was written from: an unordered
+    number pair, (country, capital), (topic, word, sentence), (question, answer),
+    (thing, sentence) or (yes-question, answer)."""
     if split not in SHIPPED_SIZES:
         raise ValueError(f"split must be 'train' or 'eval', not {split!r}")
     records = []

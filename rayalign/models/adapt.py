@@ -16,7 +16,8 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
-def apply_lora(model, lora: LoraConfig):
+def apply_lora(model, lora: LoraConfig, head: str = "causal_lm"):
+    """LoRA adapters on the target modules; a reward head (`score`) trains in full beside them."""
     from peft import LoraConfig as PeftLoraConfig, get_peft_model
 
     peft_config = PeftLoraConfig(
@@ -24,7 +25,7 @@ def apply_lora(model, lora: LoraConfig):
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
-        task_type="CAUSAL_LM",
+        task_type="SEQ_CLS" if head == "reward" else "CAUSAL_LM",
     )
     return get_peft_model(model, peft_config)
 
@@ -72,14 +73,15 @@ def apply_freeze(model, freeze: FreezeConfig):
     return model
 
 
-def build_trainable(model_config):
-    """Load the configured model and apply LoRA or freezing; returns (model, counts line)."""
-    from rayalign.models.loading import load_causal_lm
+def build_trainable(model_config, head: str = "causal_lm"):
+    """Load the configured model with its head, apply LoRA or freezing; returns (model, counts line).
+    Weights stay fp32 here; DeepSpeed casts them when the run trains in bf16/fp16."""
+    from rayalign.models.loading import load_model
 
-    model = load_causal_lm(model_config.name_or_path, dtype="float32",
-                           trainable_adapter=model_config.lora is None)
+    model = load_model(model_config.name_or_path, head, dtype="float32",
+                       trainable_adapter=model_config.lora is None)
     if model_config.lora is not None:
-        model = apply_lora(model, model_config.lora)
+        model = apply_lora(model, model_config.lora, head)
     elif model_config.freeze is not None:
         model = apply_freeze(model, model_config.freeze)
     if model_config.gradient_checkpointing:

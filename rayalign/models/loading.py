@@ -30,17 +30,37 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
-def load_causal_lm(name_or_path: str, dtype: str = "float32", trainable_adapter: bool = False):
-    """A built-in name, an HF folder, or an adapter folder (loaded onto its base)."""
-    from transformers import AutoModelForCausalLM
+HEADS = ("causal_lm", "reward")
 
+
+def _from_pretrained(folder: str, head: str, dtype: str):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    if head == "causal_lm":
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype])
+    if head != "reward":
+        raise ValueError(f"unknown model head {head!r}; choose from {HEADS}")
+    # A scalar head on the backbone; new (random) unless the folder is a reward model already.
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=DTYPES[dtype])
+    if model.config.pad_token_id is None:  # transformers pools at the last non-pad token
+        model.config.pad_token_id = load_tokenizer(folder).pad_token_id
+    return model
+
+
+def load_model(name_or_path: str, head: str = "causal_lm", dtype: str = "float32", trainable_adapter: bool = False):
+    """A built-in name, an HF folder, or an adapter folder (loaded onto its base), with a
+    language-modelling head or a scalar reward head."""
     from rayalign.models.registry import resolve_model
 
     folder = resolve_model(name_or_path)
     base = adapter_base(folder)
     if base is None:
-        return AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype])
+        return _from_pretrained(folder, head, dtype)
     from peft import PeftModel
 
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(base), dtype=DTYPES[dtype])
+    model = _from_pretrained(resolve_model(base), head, dtype)
     return PeftModel.from_pretrained(model, folder, is_trainable=trainable_adapter)
+
+
+def load_causal_lm(name_or_path: str, dtype: str = "float32", trainable_adapter: bool = False):
+    return load_model(name_or_path, "causal_lm", dtype, trainable_adapter)

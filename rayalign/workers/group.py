@@ -59,9 +59,19 @@ class ActorGroup:
         return self.gather(refs, method)
 
     def close(self) -> None:
+        """Kill the actors and free their resources; safe to call twice."""
         for actor in self.actors:
             ray.kill(actor)
-        remove_placement_group(self.placement)
+        self.actors = []
+        if self.placement is not None:
+            remove_placement_group(self.placement)
+            self.placement = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _failed(ref) -> bool:

@@ -1,9 +1,10 @@
-"""PolicyTrainer: one data-parallel rank of a DeepSpeed training engine, as a Ray actor."""
+"""Trainer: one data-parallel rank of a DeepSpeed training engine, as a Ray actor.
+
+The same actor trains policies (SFT, DPO) and reward models; the group names its role."""
 
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import ray
@@ -11,29 +12,31 @@ import torch
 
 
 @ray.remote
-class PolicyTrainer:
+class Trainer:
     def __init__(self, rank: int, world_size: int, seed: int, threads: int):
         self.rank, self.world_size = rank, world_size
         torch.set_num_threads(max(threads, 1))
         torch.manual_seed(seed + rank)
-        self.engine = None
+        self.engine = self.store = None
 
-    def rendezvous(self) -> tuple[str, int]:
-        """This node's address and a free port, for rank 0 to host the process group."""
-        with socket.socket() as probe:
-            probe.bind(("", 0))
-            port = probe.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+    def rendezvous(self, timeout_s: float) -> tuple[str, int]:
+        """Rank 0 opens the process group's store; returns its address for the others."""
+        from rayalign.engines.distributed import open_store
 
-    def setup(self, model_config, train_config, total_steps: int, objective: str,
+        address = ray.util.get_node_ip_address()
+        self.store = open_store(address, self.world_size, timeout_s)
+        return address, self.store.port
+
+    def setup(self, model_config, train_config, total_steps: int, objective: str, head: str,
               master: tuple[str, int], backend: str, timeout_s: float) -> str:
         from rayalign.engines.distributed import init_process_group
         from rayalign.engines.training import TrainingEngine
         from rayalign.models.adapt import build_trainable
         from rayalign.workers.objectives import OBJECTIVES
 
-        init_process_group(self.rank, self.world_size, master[0], master[1], backend, timeout_s=timeout_s)
-        model, counts = build_trainable(model_config)
+        init_process_group(self.rank, self.world_size, master[0], master[1], backend, timeout_s=timeout_s,
+                           store=self.store)
+        model, counts = build_trainable(model_config, head)
         self.engine = TrainingEngine(model, train_config, total_steps, self.world_size, model_config.dtype)
         self.objective = OBJECTIVES[objective]
         return counts

@@ -1,0 +1,125 @@
+"""The step loop shared by the offline methods (SFT, reward models, DPO).
+
+A method is described by how it batches examples and how it sums up evaluation stats;
+the loop owns the data order (so a resumed run continues at exactly the next sample),
+logging, periodic evaluation and atomic checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from tqdm import tqdm
+
+from rayalign.config import RunConfig
+from rayalign.data.batching import sample_indices
+from rayalign.runs import RunDir
+from rayalign.workers.group import ActorGroup
+from rayalign.workers.trainer import Trainer
+
+
+@dataclass
+class OfflineMethod:
+    name: str                                    # objective name in workers/objectives.py
+    head: str                                    # "causal_lm" or "reward"
+    collate: Callable[[list], dict]              # examples -> one micro-batch
+    summarise: Callable[[list[dict]], dict]      # evaluation stats of all batches -> metrics
+    size: Callable[[object], int]                # tokens in one example, for throughput
+
+
+def total_steps(config: RunConfig, examples: int) -> int:
+    train = config.train
+    per_step = train.micro_batch_size * train.gradient_accumulation_steps * config.placement.num_workers
+    return train.max_steps or max(1, math.ceil(train.epochs * examples / per_step))
+
+
+def trainer_group(config: RunConfig, method: OfflineMethod, steps: int, role: str) -> tuple[ActorGroup, str]:
+    """Start one DeepSpeed rank per actor and build the model on each; returns (group, counts)."""
+    placement = config.placement
+    world = placement.num_workers
+    group = ActorGroup(Trainer, role, world, placement.cpus_per_worker, placement.gpus_per_worker,
+                       placement.timeout_s,
+                       args_for_rank=lambda rank: (rank, world, config.seed, int(placement.cpus_per_worker)))
+    try:
+        master = group.gather([group.actors[0].rendezvous.remote(placement.timeout_s)], "rendezvous")[0]
+        counts = group.call("setup", config.model, config.train, steps, method.name, method.head, master,
+                            placement.backend, placement.timeout_s)[0]
+    except BaseException:
+        group.close()
+        raise
+    return group, counts
+
+
+def evaluate(trainers: ActorGroup, examples: list, method: OfflineMethod, micro: int) -> dict:
+    """Method metrics over held-out examples. Every rank runs the same number of batches
+    (ZeRO-3 forwards are collective); the padding repeats are dropped."""
+    if not examples:
+        return {}
+    batches = [method.collate(examples[i: i + micro]) for i in range(0, len(examples), micro)]
+    world = len(trainers)
+    rounds = math.ceil(len(batches) / world)
+    padded = batches + [batches[0]] * (rounds * world - len(batches))
+    results = trainers.call_each("evaluate", [(padded[r::world],) for r in range(world)])
+    ordered = [results[i % world][i // world] for i in range(len(batches))]
+    return method.summarise(ordered)
+
+
+def train_offline(config: RunConfig, run: RunDir, trainers: ActorGroup, method: OfflineMethod,
+                  train_set: list, eval_set: list, steps: int) -> tuple[dict, dict, int]:
+    """Resume or measure the start, run `steps` optimizer steps, measure the end.
+    Returns (held-out metrics before, after, steps done)."""
+    train = config.train
+    world = len(trainers)
+    micro, accumulation = train.micro_batch_size, train.gradient_accumulation_steps
+    per_step = micro * accumulation * world
+
+    resumed = run.latest_checkpoint()
+    if resumed:
+        folder, state = resumed
+        trainers.call("load_checkpoint", str(folder))
+        step, seen, before = state["step"], state["samples_seen"], state["eval_before"]
+        print(f"[{method.name}] resumed from {folder} (step {step}, {seen} samples seen)", flush=True)
+    else:
+        step, seen = 0, 0
+        before = evaluate(trainers, eval_set, method, micro)
+        if before:
+            run.log(0, before)
+            print(f"[{method.name}] held-out before: {_brief(before)}", flush=True)
+
+    bar = tqdm(total=steps, initial=step, desc=method.name, disable=not config.logging.progress, dynamic_ncols=True)
+    while step < steps:
+        started = time.perf_counter()
+        batch = [train_set[i] for i in sample_indices(len(train_set), config.seed, seen, per_step)]
+        per_rank = accumulation * micro
+        shards = [[method.collate(batch[r * per_rank + m * micro: r * per_rank + (m + 1) * micro])
+                   for m in range(accumulation)] for r in range(world)]
+        stats = trainers.call_each("train_step", [(shard,) for shard in shards])
+        step, seen = step + 1, seen + per_step
+        elapsed = time.perf_counter() - started
+        metrics = {f"train/{key}": sum(s[key] for s in stats) / world for key in stats[0]}
+        metrics.update({"train/tokens_per_s": sum(method.size(e) for e in batch) / elapsed,
+                        "time/step_s": elapsed, "samples_seen": seen})
+        if train.eval_every and step % train.eval_every == 0 and step < steps:
+            metrics.update(evaluate(trainers, eval_set, method, micro))
+        if step % train.log_every == 0 or any(key.startswith("eval/") for key in metrics):
+            run.log(step, metrics)
+        bar.set_postfix(loss=f"{metrics['train/loss']:.4f}")
+        bar.update(1)
+        if (train.save_every and step % train.save_every == 0) or step == steps:
+            staging = run.staging_checkpoint(step)
+            trainers.call("save_checkpoint", str(staging))
+            run.commit_checkpoint(staging, step, {"samples_seen": seen, "eval_before": before})
+    bar.close()
+
+    after = evaluate(trainers, eval_set, method, micro)
+    if after:
+        run.log(step, after)
+    return before, after, step
+
+
+def _brief(metrics: dict) -> str:
+    return ", ".join(f"{key.removeprefix('eval/')} {value:.4f}" for key, value in metrics.items()
+                     if isinstance(value, float))
