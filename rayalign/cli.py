@@ -27,6 +27,45 @@ def _sft(args) -> int:
     return 0
 
 
+def _rm(args) -> int:
+    from rayalign.pipelines.reward_model import run_reward_model
+
+    report = run_reward_model(load_config(args.config, args.overrides, method="rm"))
+    if report["eval_accuracy_before"] is not None:
+        print(f"[rm] held-out pairwise accuracy: {report['eval_accuracy_before']:.3f} -> "
+              f"{report['eval_accuracy_after']:.3f}; mean margin {report['eval_margin_before']:.3f} -> "
+              f"{report['eval_margin_after']:.3f}")
+    stats = report["reward_stats"]
+    print(f"[rm] reward statistics on the training pairs: mean {stats['mean']:.4f}, std {stats['std']:.4f}")
+    print(f"[rm] reward model written to {report['final']}")
+    return 0
+
+
+def _rm_score(args) -> int:
+    from rayalign.pipelines.score import score_file
+
+    out = open(args.out, "w") if args.out else sys.stdout
+    try:
+        count = score_file(args.model, args.data, out, args.max_length, args.batch_size, not args.raw)
+    finally:
+        if args.out:
+            out.close()
+    print(f"[rm] scored {count} rows" + (f" into {args.out}" if args.out else ""), file=sys.stderr)
+    return 0
+
+
+def _dpo(args) -> int:
+    from rayalign.pipelines.dpo import run_dpo
+
+    report = run_dpo(load_config(args.config, args.overrides, method="dpo"))
+    if report["eval_accuracy_before"] is not None:
+        print(f"[dpo] held-out preference accuracy of the implicit reward: {report['eval_accuracy_before']:.3f} -> "
+              f"{report['eval_accuracy_after']:.3f}; mean margin {report['eval_margin_before']:.3f} -> "
+              f"{report['eval_margin_after']:.3f}")
+    print(f"[dpo] tuned model written to {report['final']}")
+    return 0
+
+
 def _config_show(args) -> int:
     print(dump_config(load_config(args.recipe, args.overrides)), end="")
     return 0
@@ -58,6 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(sft)
     sft.set_defaults(handler=_sft)
 
+    rm = commands.add_parser("rm", help="train a reward model on preference pairs (Bradley-Terry)",
+                             epilog="Score a file with a trained model: rayalign rm score --model M --data F")
+    _add_run_arguments(rm)
+    rm.set_defaults(handler=_rm)
+
+    rm_score = commands.add_parser("rm-score", description="Score rows with a trained reward model: "
+                                   "prompt+completion, messages (last assistant turn) or chosen/rejected.")
+    rm_score.prog = "rayalign rm score"
+    rm_score.add_argument("--model", required=True, help="a reward model folder (run's final/)")
+    rm_score.add_argument("--data", required=True, help="JSONL, Parquet or a datasets folder")
+    rm_score.add_argument("--out", help="output JSONL (default: stdout)")
+    rm_score.add_argument("--max-length", type=int, default=1024)
+    rm_score.add_argument("--batch-size", type=int, default=8)
+    rm_score.add_argument("--raw", action="store_true", help="raw scores, not normalised by the saved mean/std")
+    rm_score.set_defaults(handler=_rm_score)
+
+    dpo = commands.add_parser("dpo", help="direct preference optimisation (DPO, conservative DPO, IPO)")
+    _add_run_arguments(dpo)
+    dpo.set_defaults(handler=_dpo)
+
     config = commands.add_parser("config", help="inspect recipes").add_subparsers(dest="action", required=True)
     show = config.add_parser("show", help="print a recipe with defaults and overrides applied")
     show.add_argument("recipe")
@@ -79,10 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     from rayalign.data.readers import DataError
     from rayalign.workers.group import WorkerError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["rm", "score"]:
+        argv = ["rm-score", *argv[2:]]
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DataError) as exc:
+    except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"rayalign: error: {exc}", file=sys.stderr)
         return 2
     except WorkerError as exc:

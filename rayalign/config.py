@@ -90,6 +90,24 @@ class TrainConfig(_Strict):
     deepspeed: dict[str, Any] = {}
 
 
+class RewardModelConfig(_Strict):
+    """Bradley-Terry options. `margin`: require chosen to win by the pair's graded margin
+    (a `margin` field, or score_chosen - score_rejected). `center_coef`: pull rewards to zero.
+    `stats_samples`: how many training pairs (a seeded sample) estimate the reward mean/std."""
+
+    margin: bool = False
+    center_coef: float = Field(0.0, ge=0)
+    stats_samples: int = Field(512, gt=1)  # training pairs scored for the saved reward mean/std
+
+
+class DpoConfig(_Strict):
+    """`loss`: sigmoid (DPO; conservative DPO with label_smoothing > 0) or ipo."""
+
+    beta: float = Field(0.1, gt=0)
+    loss: Literal["sigmoid", "ipo"] = "sigmoid"
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+
+
 class PlacementConfig(_Strict):
     """Where workers run. `address`: a Ray cluster ("auto" finds a running one); None
     starts a local cluster unless one is reachable."""
@@ -108,13 +126,15 @@ class LoggingConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    method: Literal["sft"]
+    method: Literal["sft", "rm", "dpo"]
     name: str = Field(..., pattern=r"^[A-Za-z0-9._-]+$")
     output_dir: str = "runs"
     seed: int = 0
     model: ModelConfig = ModelConfig()
     data: DataConfig
     train: TrainConfig = TrainConfig()
+    rm: RewardModelConfig = RewardModelConfig()
+    dpo: DpoConfig = DpoConfig()
     placement: PlacementConfig = PlacementConfig()
     logging: LoggingConfig = LoggingConfig()
 

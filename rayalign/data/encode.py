@@ -44,6 +44,14 @@ def _chat_segments(row: Row, tokenizer, messages: list[dict], first_target: int 
     return segments
 
 
+def prompt_completion_segments(row: Row, tokenizer, prompt, completion) -> list[tuple[str, bool]]:
+    """Plain strings are concatenated (completion + EOS is the target); message lists go
+    through the chat template (the completion's assistant turns are the target)."""
+    if isinstance(completion, list):
+        return _chat_segments(row, tokenizer, list(prompt) + completion, len(prompt))
+    return [(prompt, False), (completion + (tokenizer.eos_token or ""), True)]
+
+
 def _segments(row: Row, fmt: str, tokenizer) -> list[tuple[str, bool]]:
     fields = row.fields
     if fmt == LANGUAGE_MODELING:
@@ -51,16 +59,16 @@ def _segments(row: Row, fmt: str, tokenizer) -> list[tuple[str, bool]]:
     if fmt == CONVERSATIONAL:
         return _chat_segments(row, tokenizer, fields["messages"])
     if fmt == PROMPT_COMPLETION:
-        if isinstance(fields["prompt"], list):
-            return _chat_segments(row, tokenizer, fields["prompt"] + fields["completion"], len(fields["prompt"]))
-        return [(fields["prompt"], False), (fields["completion"] + (tokenizer.eos_token or ""), True)]
+        return prompt_completion_segments(row, tokenizer, fields["prompt"], fields["completion"])
     raise row.error(None, f"{fmt} data has nothing to imitate; SFT takes text, prompt-completion or messages")
 
 
-def encode_sft(row: Row, fmt: str, tokenizer, max_length: int, completion_only: bool = True) -> Encoded:
+def encode_segments(row: Row, segments: list[tuple[str, bool]], tokenizer, max_length: int,
+                    completion_only: bool = True) -> Encoded:
+    """Tokenize each piece and mark its tokens; at least one target must survive truncation."""
     ids: list[int] = []
     mask: list[int] = []
-    for text, trained in _segments(row, fmt, tokenizer):
+    for text, trained in segments:
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += piece
         mask += [int(trained or not completion_only)] * len(piece)
@@ -68,3 +76,7 @@ def encode_sft(row: Row, fmt: str, tokenizer, max_length: int, completion_only: 
         raise row.error(None, f"no training target within max_length={max_length} tokens "
                         f"(the prompt alone is {mask.index(1) if 1 in mask else len(mask)} tokens)")
     return Encoded(ids[:max_length], mask[:max_length])
+
+
+def encode_sft(row: Row, fmt: str, tokenizer, max_length: int, completion_only: bool = True) -> Encoded:
+    return encode_segments(row, _segments(row, fmt, tokenizer), tokenizer, max_length, completion_only)

@@ -86,9 +86,13 @@ class TrainingEngine:
 
     @torch.no_grad()
     def evaluate(self, batches: list[dict], objective: Objective) -> list[dict]:
+        """The objective's stats per batch, without gradients: numbers, or lists for per-row values."""
         self.engine.eval()
-        return [{k: float(v) for k, v in objective(self.engine, _to_device(b, self.engine.device))[1].items()}
-                for b in batches]
+        results = []
+        for batch in batches:
+            stats = objective(self.engine, _to_device(batch, self.engine.device))[1]
+            results.append({k: v.item() if v.numel() == 1 else v.float().cpu().tolist() for k, v in stats.items()})
+        return results
 
     def save_checkpoint(self, folder: str, client_state: dict | None = None) -> None:
         """Every rank writes its shard (trainable weights, optimizer, scheduler)."""

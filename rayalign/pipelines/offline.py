@@ -8,13 +8,14 @@ logging, periodic evaluation and atomic checkpoints.
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 from tqdm import tqdm
 
-from rayalign.config import RunConfig
+from rayalign.config import DataConfig, RunConfig
 from rayalign.data.batching import sample_indices
 from rayalign.runs import RunDir
 from rayalign.workers.group import ActorGroup
@@ -24,10 +25,37 @@ from rayalign.workers.trainer import Trainer
 @dataclass
 class OfflineMethod:
     name: str                                    # objective name in workers/objectives.py
+    options: dict                                # its keyword options
     head: str                                    # "causal_lm" or "reward"
     collate: Callable[[list], dict]              # examples -> one micro-batch
     summarise: Callable[[list[dict]], dict]      # evaluation stats of all batches -> metrics
     size: Callable[[object], int]                # tokens in one example, for throughput
+
+
+def split_held_out(train: list, held_out: list, data: DataConfig, seed: int) -> tuple[list, list]:
+    """`data.eval` if given, else a seeded `eval_fraction` of the training set; then the caps."""
+    if not held_out and data.eval_fraction:
+        train = list(train)
+        random.Random(seed).shuffle(train)
+        cut = max(1, int(len(train) * data.eval_fraction))
+        held_out, train = train[:cut], train[cut:]
+    return train[: data.max_train_samples], held_out[: data.max_eval_samples]
+
+
+def summarise_pairs(stats: list[dict]) -> dict:
+    """Pairwise accuracy (ties count half), mean margin and reward statistics over all pairs."""
+    pairs = sum(s["pairs"] for s in stats)
+    mean = sum(s["chosen_sum"] + s["rejected_sum"] for s in stats) / (2 * pairs)
+    variance = sum(s["reward_sq_sum"] for s in stats) / (2 * pairs) - mean ** 2
+    return {
+        "eval/accuracy": sum(s["correct"] for s in stats) / pairs,
+        "eval/margin": sum(s["margin_sum"] for s in stats) / pairs,
+        "eval/chosen": sum(s["chosen_sum"] for s in stats) / pairs,
+        "eval/rejected": sum(s["rejected_sum"] for s in stats) / pairs,
+        "eval/reward_mean": mean,
+        "eval/reward_std": math.sqrt(max(variance, 0.0)),
+        "eval/pairs": pairs,
+    }
 
 
 def total_steps(config: RunConfig, examples: int) -> int:
@@ -45,7 +73,7 @@ def trainer_group(config: RunConfig, method: OfflineMethod, steps: int, role: st
                        args_for_rank=lambda rank: (rank, world, config.seed, int(placement.cpus_per_worker)))
     try:
         master = group.gather([group.actors[0].rendezvous.remote(placement.timeout_s)], "rendezvous")[0]
-        counts = group.call("setup", config.model, config.train, steps, method.name, method.head, master,
+        counts = group.call("setup", config.model, config.train, steps, method.name, method.options, method.head, master,
                             placement.backend, placement.timeout_s)[0]
     except BaseException:
         group.close()
@@ -53,18 +81,21 @@ def trainer_group(config: RunConfig, method: OfflineMethod, steps: int, role: st
     return group, counts
 
 
-def evaluate(trainers: ActorGroup, examples: list, method: OfflineMethod, micro: int) -> dict:
-    """Method metrics over held-out examples. Every rank runs the same number of batches
-    (ZeRO-3 forwards are collective); the padding repeats are dropped."""
-    if not examples:
-        return {}
+def forward_all(trainers: ActorGroup, examples: list, method: OfflineMethod, micro: int,
+                objective: str | None = None) -> list[dict]:
+    """Per-batch stats over `examples` in order, spread over the ranks. Every rank runs the
+    same number of batches (ZeRO-3 forwards are collective); padding repeats are dropped."""
     batches = [method.collate(examples[i: i + micro]) for i in range(0, len(examples), micro)]
     world = len(trainers)
     rounds = math.ceil(len(batches) / world)
     padded = batches + [batches[0]] * (rounds * world - len(batches))
-    results = trainers.call_each("evaluate", [(padded[r::world],) for r in range(world)])
-    ordered = [results[i % world][i // world] for i in range(len(batches))]
-    return method.summarise(ordered)
+    results = trainers.call_each("evaluate", [(padded[r::world], objective) for r in range(world)])
+    return [results[i % world][i // world] for i in range(len(batches))]
+
+
+def evaluate(trainers: ActorGroup, examples: list, method: OfflineMethod, micro: int) -> dict:
+    """The method's held-out metrics."""
+    return method.summarise(forward_all(trainers, examples, method, micro)) if examples else {}
 
 
 def train_offline(config: RunConfig, run: RunDir, trainers: ActorGroup, method: OfflineMethod,

@@ -9,28 +9,17 @@
 from __future__ import annotations
 
 import math
-import random
 
 from rayalign.config import DataConfig, RunConfig
 from rayalign.data.batching import collate
 from rayalign.data.encode import Encoded, encode_sft
 from rayalign.data.formats import CONVERSATIONAL, LANGUAGE_MODELING, PROMPT_COMPLETION, load_examples
 from rayalign.models.loading import load_tokenizer
-from rayalign.pipelines.offline import OfflineMethod, total_steps, train_offline, trainer_group
+from rayalign.pipelines.offline import OfflineMethod, split_held_out, total_steps, train_offline, trainer_group
 from rayalign.runs import RunDir
 from rayalign.workers.cluster import connect
 
 SFT_FORMATS = (LANGUAGE_MODELING, PROMPT_COMPLETION, CONVERSATIONAL)
-
-
-def split_held_out(train: list, held_out: list, data: DataConfig, seed: int) -> tuple[list, list]:
-    """`data.eval` if given, else a seeded `eval_fraction` of the training set; then the caps."""
-    if not held_out and data.eval_fraction:
-        train = list(train)
-        random.Random(seed).shuffle(train)
-        cut = max(1, int(len(train) * data.eval_fraction))
-        held_out, train = train[:cut], train[cut:]
-    return train[: data.max_train_samples], held_out[: data.max_eval_samples]
 
 
 def load_sft_data(data: DataConfig, tokenizer, seed: int) -> tuple[list[Encoded], list[Encoded]]:
@@ -54,7 +43,7 @@ def run_sft(config: RunConfig) -> dict:
     steps = total_steps(config, len(train_set))
     print(f"[sft] {len(train_set)} training examples, {len(eval_set)} held out; {steps} steps on "
           f"{config.placement.num_workers} worker(s)", flush=True)
-    method = OfflineMethod("sft", "causal_lm", lambda batch: collate(batch, tokenizer.pad_token_id),
+    method = OfflineMethod("sft", {}, "causal_lm", lambda batch: collate(batch, tokenizer.pad_token_id),
                            summarise_sft, lambda example: len(example.input_ids))
 
     connect(config.placement.address)

@@ -27,25 +27,28 @@ class Trainer:
         self.store = open_store(address, self.world_size, timeout_s)
         return address, self.store.port
 
-    def setup(self, model_config, train_config, total_steps: int, objective: str, head: str,
+    def setup(self, model_config, train_config, total_steps: int, objective: str, options: dict, head: str,
               master: tuple[str, int], backend: str, timeout_s: float) -> str:
         from rayalign.engines.distributed import init_process_group
         from rayalign.engines.training import TrainingEngine
         from rayalign.models.adapt import build_trainable
-        from rayalign.workers.objectives import OBJECTIVES
+        from rayalign.workers.objectives import make_objective
 
         init_process_group(self.rank, self.world_size, master[0], master[1], backend, timeout_s=timeout_s,
                            store=self.store)
         model, counts = build_trainable(model_config, head)
         self.engine = TrainingEngine(model, train_config, total_steps, self.world_size, model_config.dtype)
-        self.objective = OBJECTIVES[objective]
+        self.objective = make_objective(objective, options)
         return counts
 
     def train_step(self, micro_batches: list[dict]) -> dict:
         return self.engine.train_step(micro_batches, self.objective)
 
-    def evaluate(self, batches: list[dict]) -> list[dict]:
-        return self.engine.evaluate(batches, self.objective)
+    def evaluate(self, batches: list[dict], objective: str | None = None) -> list[dict]:
+        """Stats of the training objective, or of another named one (e.g. pair_logprobs)."""
+        from rayalign.workers.objectives import make_objective
+
+        return self.engine.evaluate(batches, make_objective(objective, {}) if objective else self.objective)
 
     def save_checkpoint(self, folder: str) -> None:
         self.engine.save_checkpoint(folder)

@@ -1,0 +1,124 @@
+"""Preference pairs: find the shared prompt, encode chosen and rejected, batch them.
+
+Accepts the shapes users bring (TRL's names):
+- explicit prompt: {"prompt", "chosen", "rejected"}, all strings or with message lists;
+- implicit prompt: {"chosen", "rejected"} holding whole transcripts, e.g. HH-RLHF's
+  "\\n\\nHuman: ... \\n\\nAssistant: ..." strings or full message lists; the shared beginning
+  is the prompt;
+- UltraFeedback-binarized: a string `prompt` with `chosen`/`rejected` message lists that
+  repeat the user turn.
+A graded margin comes from a `margin` field, or `score_chosen - score_rejected`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from rayalign.data.batching import collate
+from rayalign.data.encode import Encoded, encode_segments, prompt_completion_segments
+from rayalign.data.readers import Row
+
+ASSISTANT_MARKER = "Assistant:"
+
+
+@dataclass
+class PairExample:
+    chosen: Encoded
+    rejected: Encoded
+    margin: float | None = None
+    reference_chosen: float | None = None    # sequence log-probabilities under the reference (DPO)
+    reference_rejected: float | None = None
+
+
+def _as_messages(prompt) -> list[dict]:
+    if prompt is None:
+        return []
+    return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+
+
+def _split_messages(row: Row, prompt, chosen: list, rejected: list) -> tuple[list, list, list]:
+    head = _as_messages(prompt)
+    whole_chosen = chosen if chosen[: len(head)] == head else head + chosen
+    whole_rejected = rejected if rejected[: len(head)] == head else head + rejected
+    shared = 0
+    while (shared < min(len(whole_chosen), len(whole_rejected))
+           and whole_chosen[shared] == whole_rejected[shared]):
+        shared += 1
+    if shared == len(whole_chosen) or shared == len(whole_rejected):
+        raise row.error("rejected", "one answer is a prefix of the other; nothing to compare")
+    for side, whole in (("chosen", whole_chosen), ("rejected", whole_rejected)):
+        if whole[shared]["role"] != "assistant":
+            raise row.error(side, f"the answers differ at a {whole[shared]['role']} message; "
+                            "they must differ from an assistant turn on")
+    return whole_chosen[:shared], whole_chosen[shared:], whole_rejected[shared:]
+
+
+def _split_text(row: Row, prompt: str | None, chosen: str, rejected: str) -> tuple[str, str, str]:
+    if prompt is None:
+        shared = os.path.commonprefix([chosen, rejected])
+        marker = shared.rfind(ASSISTANT_MARKER)
+        cut = marker + len(ASSISTANT_MARKER) if marker >= 0 else max(shared.rfind(" ") + 1, 0)
+        prompt = shared[:cut]
+    elif not (chosen.startswith(prompt) and rejected.startswith(prompt)):
+        return prompt, chosen, rejected  # completions only; else transcripts repeating the prompt
+    chosen, rejected = chosen[len(prompt):], rejected[len(prompt):]
+    if not chosen.strip() or not rejected.strip():
+        raise row.error("rejected" if chosen.strip() else "chosen", "empty once the shared prompt is removed")
+    return prompt, chosen, rejected
+
+
+def split_pair(row: Row) -> tuple:
+    """(prompt, chosen completion, rejected completion): message lists or strings."""
+    fields = row.fields
+    if isinstance(fields["chosen"], list):
+        return _split_messages(row, fields.get("prompt"), fields["chosen"], fields["rejected"])
+    if isinstance(fields.get("prompt"), list):
+        raise row.error("prompt", "a message-list prompt needs message-list chosen/rejected")
+    return _split_text(row, fields.get("prompt"), fields["chosen"], fields["rejected"])
+
+
+def pair_margin(row: Row) -> float:
+    fields = row.fields
+    if "margin" in fields:
+        value = fields["margin"]
+    elif "score_chosen" in fields and "score_rejected" in fields:
+        value = fields["score_chosen"] - fields["score_rejected"]
+    else:
+        raise row.error("margin", "rm.margin is on, but the row has no `margin` nor `score_chosen`/`score_rejected`")
+    if not isinstance(value, (int, float)):
+        raise row.error("margin", f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def encode_pair(row: Row, tokenizer, max_length: int, with_margin: bool = False) -> PairExample:
+    prompt, chosen, rejected = split_pair(row)
+    return PairExample(
+        encode_segments(row, prompt_completion_segments(row, tokenizer, prompt, chosen), tokenizer, max_length),
+        encode_segments(row, prompt_completion_segments(row, tokenizer, prompt, rejected), tokenizer, max_length),
+        pair_margin(row) if with_margin else None,
+    )
+
+
+def load_pairs(path: str, tokenizer, max_length: int, with_margin: bool = False) -> list[PairExample]:
+    from rayalign.data.formats import PREFERENCE, load_examples
+
+    _, rows = load_examples(path, (PREFERENCE,))
+    return [encode_pair(row, tokenizer, max_length, with_margin) for row in rows]
+
+
+def pair_tokens(pair: PairExample) -> int:
+    return len(pair.chosen.input_ids) + len(pair.rejected.input_ids)
+
+
+def collate_pairs(pairs: list[PairExample], pad_id: int) -> dict[str, torch.Tensor]:
+    """One batch of 2B rows: the B chosen sequences, then the B rejected ones."""
+    batch = collate([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)
+    if pairs[0].margin is not None:
+        batch["margin"] = torch.tensor([p.margin for p in pairs], dtype=torch.float32)
+    if pairs[0].reference_chosen is not None:
+        batch["reference_chosen"] = torch.tensor([p.reference_chosen for p in pairs], dtype=torch.float32)
+        batch["reference_rejected"] = torch.tensor([p.reference_rejected for p in pairs], dtype=torch.float32)
+    return batch

@@ -1,0 +1,1 @@
+"""Reward sources behind one call: (prompts, completions, metadata) -> list of floats."""
