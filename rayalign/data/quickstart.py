@@ -485,19 +485,26 @@ def prompt_messages(record: dict) -> list[dict]:
     return list(messages[:-1] if messages and messages[-1]["role"] == "assistant" else messages)
 
 
-def write_shipped(folder: str, seed: int = 0) -> dict[str, str]:
-    """Write quickstart_{train,eval}.jsonl into folder; returns {split: path}."""
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped")
+
+
+def write_splits(folder: str, stem: str, make, seed: int = 0) -> dict[str, str]:
+    """Write {stem}_{train,eval}.jsonl from make(split, n, seed) into folder; returns {split: path}."""
     os.makedirs(folder, exist_ok=True)
     paths = {}
     for split, n in SHIPPED_SIZES.items():
-        paths[split] = os.path.join(folder, f"quickstart_{split}.jsonl")
+        paths[split] = os.path.join(folder, f"{stem}_{split}.jsonl")
         with open(paths[split], "w", encoding="utf-8", newline="\n") as f:
-            for record in generate(split, n, seed):
+            for record in make(split, n, seed):
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return paths
 
 
+def write_shipped(folder: str, seed: int = 0) -> dict[str, str]:
+    """Write quickstart_{train,eval}.jsonl into folder; returns {split: path}."""
+    return write_splits(folder, "quickstart", generate, seed)
+
+
 if __name__ == "__main__":
-    shipped = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped")
-    for split, path in write_shipped(shipped).items():
+    for split, path in write_shipped(SHIPPED_DIR).items():
         print(f"{split}: {path}")

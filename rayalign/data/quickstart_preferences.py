@@ -21,14 +21,12 @@ Wrong answers borrow only from items of the same split, so no eval item appears 
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
 import string
 from collections import Counter
 
-from rayalign.data.quickstart import SHIPPED_SIZES, check, generate_with_items, split_items
+from rayalign.data.quickstart import SHIPPED_DIR, check, generate_with_items, split_items, write_splits
 
 KINDS = ("wrong_answer", "rambling", "refusal_or_off_topic")
 SCORE_CHOSEN = 1.0
@@ -157,17 +155,9 @@ def generate_preferences(split: str, n: int, seed: int = 0) -> list[dict]:
 
 def write_shipped_preferences(folder: str, seed: int = 0) -> dict[str, str]:
     """Write quickstart_prefs_{train,eval}.jsonl into folder; returns {split: path}."""
-    os.makedirs(folder, exist_ok=True)
-    paths = {}
-    for split, n in SHIPPED_SIZES.items():
-        paths[split] = os.path.join(folder, f"quickstart_prefs_{split}.jsonl")
-        with open(paths[split], "w", encoding="utf-8", newline="\n") as f:
-            for record in generate_preferences(split, n, seed):
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return paths
+    return write_splits(folder, "quickstart_prefs", generate_preferences, seed)
 
 
 if __name__ == "__main__":
-    shipped = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped")
-    for split, path in write_shipped_preferences(shipped).items():
+    for split, path in write_shipped_preferences(SHIPPED_DIR).items():
         print(f"{split}: {path}")
