@@ -89,7 +89,7 @@ def validate(row: Row, accepted: tuple[str, ...] = FORMATS) -> str:
     elif fmt == PROMPT_ONLY:
         _text_or_messages(row, "prompt")
     else:
-        if "prompt" in row.fields:
+        if row.fields.get("prompt") is not None:
             _text_or_messages(row, "prompt")
         chosen, rejected = _text_or_messages(row, "chosen"), _text_or_messages(row, "rejected")
         if isinstance(chosen, list) != isinstance(rejected, list):

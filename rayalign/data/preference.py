@@ -12,6 +12,7 @@ A graded margin comes from a `margin` field, or `score_chosen - score_rejected`.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -80,17 +81,21 @@ def split_pair(row: Row) -> tuple:
     return _split_text(row, fields.get("prompt"), fields["chosen"], fields["rejected"])
 
 
-def pair_margin(row: Row) -> float:
-    fields = row.fields
-    if "margin" in fields:
-        value = fields["margin"]
-    elif "score_chosen" in fields and "score_rejected" in fields:
-        value = fields["score_chosen"] - fields["score_rejected"]
-    else:
-        raise row.error("margin", "rm.margin is on, but the row has no `margin` nor `score_chosen`/`score_rejected`")
-    if not isinstance(value, (int, float)):
-        raise row.error("margin", f"expected a number, got {type(value).__name__}")
+def _number(row: Row, field: str) -> float:
+    value = row.fields[field]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise row.error(field, f"expected a number, got {value!r}")
     return float(value)
+
+
+def pair_margin(row: Row) -> float:
+    """The graded margin: `margin`, else `score_chosen - score_rejected` (nulls count as absent)."""
+    fields = row.fields
+    if fields.get("margin") is not None:
+        return _number(row, "margin")
+    if fields.get("score_chosen") is not None and fields.get("score_rejected") is not None:
+        return _number(row, "score_chosen") - _number(row, "score_rejected")
+    raise row.error("margin", "rm.margin is on, but the row has no `margin` nor `score_chosen`/`score_rejected`")
 
 
 def encode_pair(row: Row, tokenizer, max_length: int, with_margin: bool = False) -> PairExample:
