@@ -40,6 +40,18 @@ def overrides(tiny_model, data, tmp_path, *extra):
             "train.eval_every=0", "train.save_every=0", "logging.progress=false", *extra]
 
 
+def test_full_weight_reward_model_with_frozen_layers(ray_cluster, tiny_model, preference_data, tmp_path):
+    from rayalign.pipelines.reward_model import run_reward_model
+
+    report = run_reward_model(load_config("reward_model", overrides(
+        tiny_model, preference_data, tmp_path, "train.max_steps=12", "model.lora=null", "train.lr=3e-3",
+        "model.freeze.layers=[0]")))
+    assert report["eval_accuracy_after"] == 1.0
+    final = tmp_path / "reward-model" / "final"
+    assert json.loads((final / "config.json").read_text())["architectures"] == ["LlamaForSequenceClassification"]
+    assert (final / "reward_stats.json").is_file()
+
+
 def test_reward_model_learns_and_its_statistics_normalise_scores(ray_cluster, tiny_model, preference_data,
                                                                   tmp_path, capsys):
     from rayalign.pipelines.reward_model import run_reward_model
@@ -70,16 +82,20 @@ def base_logprobs(tiny_model, data_path):
     return stats["chosen"].tolist(), stats["rejected"].tolist()
 
 
-@pytest.mark.parametrize("variant", ["lora", "full"])
+VARIANTS = {"lora": [], "full": ["model.lora=null", "train.lr=3e-3"], "ipo": ["dpo.loss=ipo"],
+            "conservative": ["dpo.label_smoothing=0.1"]}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_dpo_raises_preference_accuracy_against_the_untouched_reference(ray_cluster, tiny_model, preference_data,
                                                                         tmp_path, variant):
     from rayalign.pipelines.dpo import REFERENCE_FILE, run_dpo
 
-    extra = ["train.max_steps=8"] + (["model.lora=null", "train.lr=3e-3"] if variant == "full" else [])
+    extra = ["train.max_steps=8", *VARIANTS[variant]]
     report = run_dpo(load_config("dpo", overrides(tiny_model, preference_data, tmp_path, *extra)))
     assert report["eval_accuracy_before"] == 0.5  # policy == reference: every implicit reward is 0
     assert report["eval_accuracy_after"] == 1.0
-    assert report["eval_margin_after"] > 0.1
+    assert report["eval_margin_after"] > (0.01 if variant == "ipo" else 0.1)  # IPO rewards are per-token averages
 
     # The reference log-probabilities are those of the model before training.
     saved = json.loads((tmp_path / "dpo" / REFERENCE_FILE).read_text())
