@@ -4,7 +4,6 @@ The same actor trains policies (SFT, DPO) and reward models; the group names its
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import ray
@@ -74,6 +73,3 @@ class Trainer:
         from rayalign.engines.distributed import close_process_group
 
         close_process_group()
-
-    def pid(self) -> int:
-        return os.getpid()
