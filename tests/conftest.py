@@ -30,6 +30,20 @@ def ray_cluster():
     ray.shutdown()
 
 
+def trained_runs(encoded) -> list[list[int]]:
+    """The maximal runs of consecutive tokens that carry loss in an encoded example."""
+    runs, current = [], []
+    for token, trained in zip(encoded.input_ids, encoded.loss_mask):
+        if trained:
+            current.append(token)
+        elif current:
+            runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    return runs
+
+
 def write_jsonl(path: Path, rows: list) -> str:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
     return str(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import trained_runs
 from rayalign.algorithms.sft import IGNORE_INDEX
 from rayalign.data.batching import collate, epoch_order, sample_indices
 from rayalign.data.encode import Encoded, encode_sft
@@ -28,20 +29,6 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _runs(encoded: Encoded) -> list[list[int]]:
-    """The maximal runs of consecutive masked-in tokens."""
-    runs, current = [], []
-    for token, trained in zip(encoded.input_ids, encoded.loss_mask):
-        if trained:
-            current.append(token)
-        elif current:
-            runs.append(current)
-            current = []
-    if current:
-        runs.append(current)
-    return runs
-
-
 # ---------------------------------------------------------------- conversational
 
 
@@ -60,7 +47,7 @@ def test_conversation_trains_exactly_the_assistant_turns(tokenizer):
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     assert tokenizer.decode(encoded.input_ids) == full
     # two trained spans, each an assistant's content plus the end-of-turn as rendered
-    runs = _runs(encoded)
+    runs = trained_runs(encoded)
     assert [tokenizer.decode(run) for run in runs] == ["7<|im_end|>\n", "Paris<|im_end|>\n"]
     assert runs == [_ids(tokenizer, "7<|im_end|>\n"), _ids(tokenizer, "Paris<|im_end|>\n")]
     # and nothing else: the untrained tokens are the system/user turns and generation prompts
@@ -73,7 +60,7 @@ def test_conversation_ending_with_a_user_turn_leaves_the_tail_untrained(tokenize
     messages = [Q1, A1, Q2]
     encoded = encode_sft(Row("chat.jsonl", 1, {"messages": messages}), CONVERSATIONAL, tokenizer, 512)
     assert tokenizer.decode(encoded.input_ids) == tokenizer.apply_chat_template(messages, tokenize=False)
-    assert [tokenizer.decode(run) for run in _runs(encoded)] == ["7<|im_end|>\n"]
+    assert [tokenizer.decode(run) for run in trained_runs(encoded)] == ["7<|im_end|>\n"]
     assert encoded.loss_mask[-1] == 0
 
 
@@ -90,13 +77,13 @@ def test_conversational_prompt_completion_trains_the_completion(tokenizer):
     row = Row("pc.jsonl", 1, {"prompt": [Q1], "completion": [A1]})
     encoded = encode_sft(row, PROMPT_COMPLETION, tokenizer, 512)
     assert tokenizer.decode(encoded.input_ids) == tokenizer.apply_chat_template([Q1, A1], tokenize=False)
-    assert [tokenizer.decode(run) for run in _runs(encoded)] == ["7<|im_end|>\n"]
+    assert [tokenizer.decode(run) for run in trained_runs(encoded)] == ["7<|im_end|>\n"]
 
 
 def test_conversational_prompt_completion_does_not_train_prompt_history(tokenizer):
     row = Row("pc.jsonl", 1, {"prompt": [Q1, A1, Q2], "completion": [A2]})
     encoded = encode_sft(row, PROMPT_COMPLETION, tokenizer, 512)
-    assert [tokenizer.decode(run) for run in _runs(encoded)] == ["Paris<|im_end|>\n"]
+    assert [tokenizer.decode(run) for run in trained_runs(encoded)] == ["Paris<|im_end|>\n"]
 
 
 # ---------------------------------------------------------------- strings
@@ -110,7 +97,7 @@ def test_prompt_completion_strings_mask_the_prompt(tokenizer):
     assert target_ids[-1] == tokenizer.eos_token_id
     assert encoded.input_ids == prompt_ids + target_ids
     assert encoded.loss_mask == [0] * len(prompt_ids) + [1] * len(target_ids)
-    assert tokenizer.decode(_runs(encoded)[0]) == " 7<|im_end|>"
+    assert tokenizer.decode(trained_runs(encoded)[0]) == " 7<|im_end|>"
 
 
 def test_prompt_completion_strings_without_completion_only(tokenizer):

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from conftest import write_jsonl
+from conftest import trained_runs, write_jsonl
 from rayalign.algorithms.sft import IGNORE_INDEX
 from rayalign.data.encode import Encoded
 from rayalign.data.formats import PREFERENCE, load_examples
@@ -51,16 +51,7 @@ def _untrained(tokenizer, encoded: Encoded) -> str:
 
 def _runs(tokenizer, encoded: Encoded) -> list[str]:
     """The decoded maximal runs of consecutive trained tokens."""
-    runs, current = [], []
-    for token, trained in zip(encoded.input_ids, encoded.loss_mask):
-        if trained:
-            current.append(token)
-        elif current:
-            runs.append(current)
-            current = []
-    if current:
-        runs.append(current)
-    return [tokenizer.decode(run) for run in runs]
+    return [tokenizer.decode(run) for run in trained_runs(encoded)]
 
 
 def _row(fields: dict, line: int = 1) -> Row:
