@@ -32,6 +32,8 @@ import os
 import random
 import re
 
+from rayalign.data.readers import SHIPPED_DIR
+
 TASKS = ("addition", "capital", "include_word", "max_words", "lowercase", "start_with")
 SHIPPED_SIZES = {"train": 800, "eval": 128}
 EVAL_FRACTION = 0.2
@@ -483,9 +485,6 @@ def prompt_messages(record: dict) -> list[dict]:
     """The record's messages without the final assistant turn (the prompt for RL)."""
     messages = record["messages"]
     return list(messages[:-1] if messages and messages[-1]["role"] == "assistant" else messages)
-
-
-SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped")
 
 
 def write_splits(folder: str, stem: str, make, seed: int = 0) -> dict[str, str]:

@@ -26,7 +26,8 @@ import re
 import string
 from collections import Counter
 
-from rayalign.data.quickstart import SHIPPED_DIR, check, generate_with_items, split_items, write_splits
+from rayalign.data.quickstart import check, generate_with_items, split_items, write_splits
+from rayalign.data.readers import SHIPPED_DIR
 
 KINDS = ("wrong_answer", "rambling", "refusal_or_off_topic")
 SCORE_CHOSEN = 1.0
