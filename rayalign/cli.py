@@ -66,6 +66,18 @@ def _dpo(args) -> int:
     return 0
 
 
+def _rlhf(args) -> int:
+    from rayalign.pipelines.rlhf import run_rlhf
+
+    report = run_rlhf(load_config(args.config, args.overrides, method="rlhf"))
+    before, after = report["eval_before"], report["eval_after"]
+    for key in after:
+        if not key.startswith("eval/task/"):
+            print(f"[rlhf] held-out {key.removeprefix('eval/')}: {before.get(key, float('nan')):.3f} -> {after[key]:.3f}")
+    print(f"[rlhf] tuned model written to {report['final']}")
+    return 0
+
+
 def _config_show(args) -> int:
     print(dump_config(load_config(args.recipe, args.overrides)), end="")
     return 0
@@ -116,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     dpo = commands.add_parser("dpo", help="direct preference optimisation (DPO, conservative DPO, IPO)")
     _add_run_arguments(dpo)
     dpo.set_defaults(handler=_dpo)
+
+    rlhf = commands.add_parser("rlhf", help="on-policy RL: PPO, GRPO, RLOO, REINFORCE++ with reward models, "
+                               "functions or remote scorers")
+    _add_run_arguments(rlhf)
+    rlhf.set_defaults(handler=_rlhf)
 
     config = commands.add_parser("config", help="inspect recipes").add_subparsers(dest="action", required=True)
     show = config.add_parser("show", help="print a recipe with defaults and overrides applied")

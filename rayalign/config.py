@@ -161,7 +161,7 @@ class RolloutConfig(_Strict):
     top_p: float = Field(1.0, gt=0, le=1)
     max_model_len: int = Field(1024, gt=16)
     gpu_memory_utilization: float = Field(0.4, gt=0, le=1)
-    kv_cache_gib: float = Field(1.0, gt=0)   # vLLM CPU KV cache (VLLM_CPU_KVCACHE_SPACE)
+    kv_cache_gib: int = Field(1, gt=0)       # vLLM CPU KV cache (VLLM_CPU_KVCACHE_SPACE)
     threads: int | None = Field(None, gt=0)  # CPU threads for the engine; None = cpus_per_worker
     sync_timeout_s: float = Field(120.0, gt=0)
 

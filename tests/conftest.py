@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# Ray workers import test modules (e.g. reward functions `rl_rewards:...`) from here too.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 from tiny_model import build_tiny_model  # noqa: E402
@@ -22,10 +24,11 @@ def tiny_model(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One local Ray for the whole session (a head costs ~1.6 GB; share it)."""
+    """One local Ray for the whole session (a head costs ~1.6 GB; share it). Its 4 GPUs are
+    logical: nothing here uses a device, the placement tests check where actors land."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(num_cpus=2, num_gpus=4, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 

@@ -25,7 +25,7 @@ def apply_lora(model, lora: LoraConfig, head: str = "causal_lm"):
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
-        task_type="SEQ_CLS" if head == "reward" else "CAUSAL_LM",
+        task_type={"reward": "SEQ_CLS", "value": "TOKEN_CLS"}.get(head, "CAUSAL_LM"),
     )
     return get_peft_model(model, peft_config)
 

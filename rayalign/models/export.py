@@ -33,3 +33,20 @@ def merge_adapter(adapter_folder: str, out_folder: str, dtype: str = "float32") 
         raise ValueError(f"{adapter_folder}: no adapter_config.json, nothing to merge")
     merged = load_causal_lm(adapter_folder, dtype=dtype).merge_and_unload()
     return save_trained(merged, load_tokenizer(base), out_folder)
+
+
+def weights_payload(model) -> dict[str, bytes]:
+    """What a rollout engine needs to follow the trainer, as files in memory: a peft model's
+    adapter folder, or a full model's weights as one safetensors file (tied copies once)."""
+    if hasattr(model, "peft_config"):
+        with tempfile.TemporaryDirectory(prefix="rayalign-adapter-") as staging:
+            model.save_pretrained(staging)
+            return {path.name: path.read_bytes() for path in Path(staging).iterdir() if path.is_file()}
+    from safetensors.torch import save
+
+    seen, state = set(), {}
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            state[name] = tensor.detach().contiguous()
+    return {"model.safetensors": save(state)}

@@ -30,18 +30,21 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
-HEADS = ("causal_lm", "reward")
+HEADS = ("causal_lm", "reward", "value")
 
 
 def _from_pretrained(folder: str, head: str, dtype: str):
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     if head == "causal_lm":
         return AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype])
-    if head != "reward":
+    if head not in HEADS:
         raise ValueError(f"unknown model head {head!r}; choose from {HEADS}")
-    # A scalar head on the backbone; new (random) unless the folder is a reward model already.
-    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=DTYPES[dtype])
+    # A scalar head on the backbone: one score per sequence (reward) or per token (value,
+    # the PPO critic). New (random) unless the folder has one; a reward model's head
+    # carries over to a value model, since both name it `score`.
+    auto = AutoModelForSequenceClassification if head == "reward" else AutoModelForTokenClassification
+    model = auto.from_pretrained(folder, num_labels=1, dtype=DTYPES[dtype])
     if model.config.pad_token_id is None:  # transformers pools at the last non-pad token
         model.config.pad_token_id = load_tokenizer(folder).pad_token_id
     return model

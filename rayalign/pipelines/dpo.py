@@ -37,7 +37,7 @@ def attach_reference(run: RunDir, trainers: ActorGroup, pairs: list[PairExample]
         raise FileNotFoundError(f"{path} is missing but the run has checkpoints: the reference cannot be "
                                 "recomputed from trained weights; start the run under a new name")
     else:
-        batches = forward_all(trainers, pairs, method, micro, objective="pair_logprobs")
+        batches = forward_all(trainers, pairs, method.collate, micro, objective="pair_logprobs")
         saved = {"chosen": [v for b in batches for v in b["chosen"]],
                  "rejected": [v for b in batches for v in b["rejected"]]}
         write_atomic(path, json.dumps(saved))

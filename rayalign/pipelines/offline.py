@@ -19,7 +19,7 @@ from rayalign.config import DataConfig, RunConfig
 from rayalign.data.batching import sample_indices
 from rayalign.runs import RunDir
 from rayalign.workers.group import ActorGroup
-from rayalign.workers.trainer import Trainer
+from rayalign.workers.trainer import TrainerSpec, setup_trainers, trainer_actors
 
 
 @dataclass
@@ -67,25 +67,16 @@ def total_steps(config: RunConfig, examples: int) -> int:
 def trainer_group(config: RunConfig, method: OfflineMethod, steps: int, role: str) -> tuple[ActorGroup, str]:
     """Start one DeepSpeed rank per actor and build the model on each; returns (group, counts)."""
     placement = config.placement
-    world = placement.num_workers
-    group = ActorGroup(Trainer, role, world, placement.cpus_per_worker, placement.gpus_per_worker,
-                       placement.timeout_s,
-                       args_for_rank=lambda rank: (rank, world, config.seed, int(placement.cpus_per_worker)))
-    try:
-        master = group.gather([group.actors[0].rendezvous.remote(placement.timeout_s)], "rendezvous")[0]
-        counts = group.call("setup", config.model, config.train, steps, method.name, method.options, method.head, master,
-                            placement.backend, placement.timeout_s)[0]
-    except BaseException:
-        group.close()
-        raise
-    return group, counts
+    group = trainer_actors(role, placement, config.seed, placement.cpus_per_worker, placement.gpus_per_worker)
+    spec = TrainerSpec(config.model, config.train, steps, method.name, method.options, method.head)
+    return group, setup_trainers(group, spec, placement)
 
 
-def forward_all(trainers: ActorGroup, examples: list, method: OfflineMethod, micro: int,
+def forward_all(trainers: ActorGroup, examples: list, collate: Callable[[list], dict], micro: int,
                 objective: str | None = None) -> list[dict]:
     """Per-batch stats over `examples` in order, spread over the ranks. Every rank runs the
     same number of batches (ZeRO-3 forwards are collective); padding repeats are dropped."""
-    batches = [method.collate(examples[i: i + micro]) for i in range(0, len(examples), micro)]
+    batches = [collate(examples[i: i + micro]) for i in range(0, len(examples), micro)]
     world = len(trainers)
     rounds = math.ceil(len(batches) / world)
     padded = batches + [batches[0]] * (rounds * world - len(batches))
@@ -95,7 +86,7 @@ def forward_all(trainers: ActorGroup, examples: list, method: OfflineMethod, mic
 
 def evaluate(trainers: ActorGroup, examples: list, method: OfflineMethod, micro: int) -> dict:
     """The method's held-out metrics."""
-    return method.summarise(forward_all(trainers, examples, method, micro)) if examples else {}
+    return method.summarise(forward_all(trainers, examples, method.collate, micro)) if examples else {}
 
 
 def train_offline(config: RunConfig, run: RunDir, trainers: ActorGroup, method: OfflineMethod,

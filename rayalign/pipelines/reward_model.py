@@ -43,7 +43,7 @@ def run_reward_model(config: RunConfig) -> dict:
     with trainers:
         before, after, step = train_offline(config, run, trainers, method, train_set, eval_set, steps)
         sample = random.Random(config.seed).sample(train_set, min(config.rm.stats_samples, len(train_set)))
-        scored = summarise_pairs(forward_all(trainers, sample, method, config.train.micro_batch_size))
+        scored = summarise_pairs(forward_all(trainers, sample, method.collate, config.train.micro_batch_size))
         trainers.call("export", str(run.final), config.model.name_or_path)
         trainers.call("shutdown")
 

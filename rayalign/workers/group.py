@@ -16,22 +16,35 @@ class WorkerError(RuntimeError):
     """A worker failed or timed out; names the role and rank."""
 
 
+def reserve(bundles: list[dict], timeout_s: float, what: str):
+    """A placement group of these bundles, ready; a clear error if the cluster cannot hold it."""
+    group = placement_group(bundles, strategy="PACK")
+    try:
+        ray.get(group.ready(), timeout=timeout_s)
+    except GetTimeoutError:
+        remove_placement_group(group)
+        raise WorkerError(f"{what}: the cluster cannot place {bundles} within {timeout_s:.0f} s "
+                          f"(available: {ray.available_resources()})") from None
+    return group
+
+
 class ActorGroup:
+    """`size` actors of one role. By default on a placement group of their own; given
+    `placement` and `bundles`, on those bundles of a shared group (which the caller owns)."""
+
     def __init__(self, actor_class, role: str, size: int, cpus: float, gpus: float,
-                 timeout_s: float, args_for_rank=lambda rank: ()):
+                 timeout_s: float, args_for_rank=lambda rank: (), placement=None, bundles: list[int] | None = None):
         self.role, self.timeout_s = role, timeout_s
-        bundle = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
-        self.placement = placement_group([bundle] * size, strategy="PACK")
-        try:
-            ray.get(self.placement.ready(), timeout=timeout_s)
-        except GetTimeoutError:
-            remove_placement_group(self.placement)
-            raise WorkerError(f"{role}: the cluster cannot place {size} x {bundle} within {timeout_s:.0f} s "
-                              f"(available: {ray.available_resources()})") from None
+        self.owns_placement = placement is None
+        if placement is None:
+            placement = reserve([{"CPU": cpus, **({"GPU": gpus} if gpus else {})}] * size, timeout_s, role)
+            bundles = list(range(size))
+        self.placement = placement
         self.actors = [
             actor_class.options(
                 num_cpus=cpus, num_gpus=gpus, name=None,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement, placement_group_bundle_index=rank),
+                scheduling_strategy=PlacementGroupSchedulingStrategy(placement,
+                                                                     placement_group_bundle_index=bundles[rank]),
             ).remote(*args_for_rank(rank))
             for rank in range(size)
         ]
@@ -63,9 +76,9 @@ class ActorGroup:
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
-        if self.placement is not None:
+        if self.placement is not None and self.owns_placement:
             remove_placement_group(self.placement)
-            self.placement = None
+        self.placement = None
 
     def __enter__(self):
         return self

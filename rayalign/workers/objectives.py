@@ -67,12 +67,15 @@ def dpo_objective(beta: float = 0.1, loss: str = "sigmoid", label_smoothing: flo
 
 
 def make_objective(name: str, options: dict):
-    if name == "sft":
-        return sft_objective
-    if name == "rm":
-        return reward_objective(**options)
-    if name == "dpo":
-        return dpo_objective(**options)
-    if name == "pair_logprobs":
-        return pair_logprobs
-    raise ValueError(f"unknown objective {name!r}")
+    """The objective called `name`; factories take `options`, plain forwards take none."""
+    from rayalign.workers import rl_objectives as rl
+
+    factories = {"rm": reward_objective, "dpo": dpo_objective, "policy": rl.policy_objective,
+                 "critic": rl.critic_objective}
+    plain = {"sft": sft_objective, "pair_logprobs": pair_logprobs, "logprobs": rl.response_logprobs,
+             "reference_logprobs": rl.reference_logprobs, "values": rl.values_objective}
+    if name in factories:
+        return factories[name](**options)
+    if name in plain:
+        return plain[name]
+    raise ValueError(f"unknown objective {name!r}; known: {sorted(factories | plain)}")

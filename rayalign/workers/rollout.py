@@ -1,0 +1,38 @@
+"""RolloutWorker: a generation engine (vLLM or HF) as a Ray actor, fed new weights after each update."""
+
+from __future__ import annotations
+
+import ray
+
+from rayalign.workers.placement import location
+
+
+@ray.remote
+class RolloutWorker:
+    def __init__(self, rank: int):
+        self.rank = rank
+        self.engine = None
+
+    def where(self) -> dict:
+        return location()
+
+    def setup(self, engine: str, model_folder: str, rollout, seed: int, lora_rank: int | None) -> None:
+        from rayalign.engines.generation import make_engine
+
+        self.engine = make_engine(engine, model_folder, rollout, seed + self.rank, lora_rank)
+
+    def generate(self, prompts: list[list[int]], n: int, greedy: bool = False) -> list:
+        return self.engine.generate(prompts, n, greedy)
+
+    def sequence_logprobs(self, sequences: list[list[int]], starts: list[int]) -> list[list[float]]:
+        return self.engine.sequence_logprobs(sequences, starts)
+
+    def load_adapter(self, payload: dict[str, bytes], version: int) -> None:
+        self.engine.load_adapter(payload, version)
+
+    def load_weights(self, payload: dict[str, bytes]) -> None:
+        self.engine.load_weights(payload)
+
+    def shutdown(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
