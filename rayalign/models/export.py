@@ -35,18 +35,42 @@ def merge_adapter(adapter_folder: str, out_folder: str, dtype: str = "float32") 
     return save_trained(merged, load_tokenizer(base), out_folder)
 
 
-def weights_payload(model) -> dict[str, bytes]:
-    """What a rollout engine needs to follow the trainer, as files in memory: a peft model's
-    adapter folder, or a full model's weights as one safetensors file (tied copies once)."""
-    if hasattr(model, "peft_config"):
+def merged_lora_weights(model) -> dict:
+    """W + scale * B @ A for every LoRA-wrapped module of a peft model, under the base
+    model's own parameter names (what an engine holding the base model loads in place)."""
+    from peft.tuners.lora import LoraLayer
+
+    merged = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer):
+            weight = module.base_layer.weight + module.get_delta_weight(module.active_adapters[0])
+            merged[name.removeprefix("base_model.model.") + ".weight"] = weight.detach()
+    return merged
+
+
+def weights_payload(model, mode: str, dtype=None) -> dict[str, bytes]:
+    """What a rollout engine needs to follow the trainer, as files in memory.
+
+    adapter: the peft adapter folder (the engine serves it as a LoRA).
+    merged:  a peft model's LoRA-wrapped weights with the adapter folded in (the engine
+             reloads just those tensors; no LoRA kernels at generation time).
+    full:    every weight of the model (tied copies once).
+    Tensors are cast to `dtype` (the engine's) when given."""
+    if mode == "adapter":
         with tempfile.TemporaryDirectory(prefix="rayalign-adapter-") as staging:
             model.save_pretrained(staging)
             return {path.name: path.read_bytes() for path in Path(staging).iterdir() if path.is_file()}
     from safetensors.torch import save
 
-    seen, state = set(), {}
-    for name, tensor in model.state_dict().items():
-        if tensor.data_ptr() not in seen:
-            seen.add(tensor.data_ptr())
-            state[name] = tensor.detach().contiguous()
-    return {"model.safetensors": save(state)}
+    if mode == "merged":
+        state = merged_lora_weights(model)
+    elif mode == "full":
+        seen, state = set(), {}
+        for name, tensor in model.state_dict().items():
+            if tensor.data_ptr() not in seen:
+                seen.add(tensor.data_ptr())
+                state[name] = tensor.detach()
+    else:
+        raise ValueError(f"unknown weight-sync mode {mode!r}; choose adapter, merged or full")
+    return {"model.safetensors": save({k: v.to(dtype).contiguous() if dtype else v.contiguous()
+                                       for k, v in state.items()})}

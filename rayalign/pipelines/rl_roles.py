@@ -59,15 +59,24 @@ def policy_model_folder(config: RunConfig) -> str:
     return folder
 
 
+def weight_sync_mode(config: RunConfig, on_gpu: bool) -> str:
+    """full for full-weight policies; for LoRA, rollout.lora_sync with auto resolved."""
+    if config.model.lora is None:
+        return "full"
+    if config.rollout.lora_sync == "auto":
+        return "adapter" if on_gpu else "merged"
+    return config.rollout.lora_sync
+
+
 class RlRoles:
     """Places every role's actors (cheap), then, unless `start` is False, loads the models."""
 
     def __init__(self, config: RunConfig, shape: BatchShape, first_step: int = 0, start: bool = True):
         self.config = config
-        self.lora = config.model.lora is not None
         self.groups: list[ActorGroup] = []
         self.trainers = self.critic = self.reference = None
         bundles, slots = plan_placement(config)
+        self.sync_mode = weight_sync_mode(config, on_gpu=slots[ROLLOUT].gpus > 0)
         self.placement = reserve(bundles, config.placement.timeout_s, "RL run")
         try:
             self._place(slots)
@@ -112,9 +121,11 @@ class RlRoles:
                    "kl_estimator": rl.kl_estimator, "kl_in_reward": rl.kl_in_reward, "entropy_coef": rl.entropy_coef}
 
         # The rollout engines load while the trainers build (the calls return at once).
-        lora_rank = config.model.lora.r if self.lora else None
-        engines_ready = [a.setup.remote(config.rollout.engine, folder, config.rollout, config.seed + 1000 * first_step,
-                                        lora_rank) for a in self.rollout.actors]
+        lora_rank = config.model.lora.r if self.sync_mode == "adapter" else None
+        rollout = config.rollout.model_copy(update={"max_model_len": config.rollout.max_model_len
+                                                    or config.data.max_length})
+        engines_ready = [a.setup.remote(rollout.engine, folder, rollout, config.seed + 1000 * first_step, lora_rank)
+                         for a in self.rollout.actors]
         self.counts = setup_trainers(self.trainers, TrainerSpec(config.model, train, optimizer_steps, "policy",
                                                                 options, "causal_lm"), placement)
         if self.critic is not None:
@@ -158,10 +169,8 @@ class RlRoles:
     def sync_weights(self, version: int) -> float:
         """Send the trainers' weights to every rollout engine (adapter or full); returns seconds."""
         started = time.perf_counter()
-        payload = self.trainers.call("weights_payload")[0]
-        method = "load_adapter" if self.lora else "load_weights"
-        shared = ray.put(payload)
-        refs = [getattr(a, method).remote(shared, version) if self.lora else getattr(a, method).remote(shared)
+        shared = ray.put(self.trainers.call("weights_payload", self.sync_mode, self.config.rollout.dtype)[0])
+        refs = [a.load_adapter.remote(shared, version) if self.sync_mode == "adapter" else a.load_weights.remote(shared)
                 for a in self.rollout.actors]
         try:
             ray.get(refs, timeout=self.config.rollout.sync_timeout_s)

@@ -24,9 +24,6 @@ class RolloutWorker:
     def generate(self, prompts: list[list[int]], n: int, greedy: bool = False) -> list:
         return self.engine.generate(prompts, n, greedy)
 
-    def sequence_logprobs(self, sequences: list[list[int]], starts: list[int]) -> list[list[float]]:
-        return self.engine.sequence_logprobs(sequences, starts)
-
     def load_adapter(self, payload: dict[str, bytes], version: int) -> None:
         self.engine.load_adapter(payload, version)
 

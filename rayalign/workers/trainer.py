@@ -79,14 +79,15 @@ class Trainer:
         if rng.is_file():
             torch.set_rng_state(torch.load(rng))
 
-    def weights_payload(self) -> dict[str, bytes] | None:
-        """Rank 0's trained weights as files in memory (for the rollout engines); all ranks
-        join a ZeRO-3 gather."""
+    def weights_payload(self, mode: str, dtype: str | None = None) -> dict[str, bytes] | None:
+        """Rank 0's trained weights as files in memory for the rollout engines (see
+        models/export.py for the modes); all ranks join a ZeRO-3 gather."""
         from rayalign.models.export import weights_payload
+        from rayalign.models.loading import DTYPES
 
         with self.engine.full_parameters() as module:
             if self.rank == 0:
-                return weights_payload(module)
+                return weights_payload(module, mode, DTYPES[dtype] if dtype else None)
         return None
 
     def export(self, folder: str, tokenizer_source: str) -> str | None:
