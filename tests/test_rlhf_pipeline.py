@@ -4,11 +4,16 @@ every algorithm runs, checkpoints resume, and bad input fails clearly."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from conftest import write_jsonl
-from rayalign.config import load_config
+from rayalign.config import dump_config, load_config
 from rayalign.pipelines.rlhf import run_rlhf
 
 PROMPTS = ["What is 3 + 4?", "Write one short sentence about the sea.", "the quick brown fox", "Yes or No?"]
@@ -52,3 +57,83 @@ def test_grpo_raises_a_learnable_reward(ray_cluster, tiny_model, prompt_file, tm
     assert last > first + 0.1, rewards
     assert report["eval_after"]["eval/reward"] > report["eval_before"]["eval/reward"]
     assert (config.run_dir / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("overrides, expect", [
+    (["rlhf.algorithm=rloo"], []),
+    (["rlhf.algorithm=reinforce_pp", "rlhf.kl_coef=0.05", "rlhf.kl_in_reward=true"], ["train/kl"]),
+    (["rlhf.algorithm=ppo", "rlhf.update_epochs=2", "rlhf.mini_batches=2", "train.micro_batch_size=4"],
+     ["critic/loss", "critic/explained_variance"]),
+    (["rlhf.kl_coef=0.1", "rlhf.kl_estimator=k2", "model.lora.r=4"], ["train/kl"]),    # LoRA: reference = adapter off
+    (["rlhf.kl_coef=0.1", "rlhf.missing_eos_penalty=-1", "rlhf.reward_clip=5"], ["train/kl"]),  # ReferenceWorker
+])
+def test_every_algorithm_and_kl_mode_runs(ray_cluster, tiny_model, prompt_file, tmp_path, overrides, expect):
+    config = tiny_rl_config(tmp_path, tiny_model, prompt_file, overrides=["rlhf.steps=3", *overrides])
+    run_rlhf(config)
+    metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in metrics if "reward/total_mean" in m]
+    assert len(steps) == 3
+    for key in ["train/loss", "train/clip_fraction", "train/entropy", "time/generate_s", "time/train_s",
+                "time/sync_s", "rollout/tokens_per_s", "reward/digit_share_mean", *expect]:
+        assert all(key in m for m in steps), key
+    if "rlhf.update_epochs=2" in overrides:  # a reused batch: the ratio moves off 1 on the second pass
+        assert any(m["train/approx_kl"] > 0 for m in steps)
+
+
+def test_killed_worker_or_driver_resumes_from_the_last_checkpoint(tiny_model, prompt_file, tmp_path):
+    """Kill the rollout worker mid-run: the driver stops with an error naming the role. Rerun:
+    it resumes from the last checkpoint. Kill the driver (and its local Ray) mid-run, rerun:
+    it resumes again and finishes every step."""
+    import psutil
+
+    steps = 300
+    config = tiny_rl_config(tmp_path, tiny_model, prompt_file, name="resumed",
+                            overrides=[f"rlhf.steps={steps}", "rlhf.save_every=25"])
+    recipe = tmp_path / "resumed.yaml"
+    recipe.write_text(dump_config(config))
+    env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "rayalign.cli", "rlhf", "--config", str(recipe)]
+    latest = config.run_dir / "checkpoints" / "latest"
+
+    def start_and_wait_for_checkpoint(after: int):
+        victim = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  start_new_session=True)
+        deadline = time.time() + 300
+        while victim.poll() is None and time.time() < deadline:
+            if latest.exists() and int(latest.read_text().split("-")[1]) > after:
+                return victim
+            time.sleep(0.05)
+        raise AssertionError(f"no checkpoint past step {after}: {victim.communicate()[0][-3000:]}")
+
+    victim = start_and_wait_for_checkpoint(0)
+    workers = [p for p in psutil.process_iter(["cmdline"]) if _session(p) == victim.pid  # Ray gives workers
+               and "RolloutWorker" in " ".join(p.info["cmdline"] or [])]                # their own groups
+    assert workers, "the rollout worker should be running"
+    for worker in workers:
+        worker.kill()
+    output = victim.communicate(timeout=300)[0]
+    os.killpg(victim.pid, signal.SIGKILL)  # the local Ray the driver started
+    assert victim.returncode == 1, output[-3000:]
+    assert "RolloutWorker rank 0" in output
+    first_kill = int(latest.read_text().split("-")[1])
+
+    victim = start_and_wait_for_checkpoint(first_kill)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    second_kill = int(latest.read_text().split("-")[1])
+    assert first_kill < second_kill < steps
+
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert f"(step {second_kill}," in finished.stdout
+    logged = [json.loads(line)["step"] for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()
+              if "reward/total_mean" in line]
+    assert set(logged) == set(range(1, steps + 1))
+    assert json.loads((config.run_dir / "report.json").read_text())["steps"] == steps
+
+
+def _session(process) -> int | None:
+    try:
+        return os.getsid(process.pid)
+    except ProcessLookupError:
+        return None
