@@ -137,3 +137,32 @@ def _session(process) -> int | None:
         return os.getsid(process.pid)
     except ProcessLookupError:
         return None
+
+
+def test_ppo_with_a_critic_and_a_trained_reward_model_raises_reward(ray_cluster, tiny_model, prompt_file, tmp_path):
+    """Train a reward model that prefers digits, start the critic from it, run PPO on its scores."""
+    import random
+
+    from rayalign.pipelines.reward_model import run_reward_model
+
+    rng = random.Random(0)
+    words = "the quick brown fox jumps over lazy dog sea blue".split()
+    pairs = [{"prompt": [{"role": "user", "content": p}],
+              "chosen": [{"role": "assistant", "content": " ".join(rng.choice("0123456789") for _ in range(6))}],
+              "rejected": [{"role": "assistant", "content": " ".join(rng.choice(words) for _ in range(4))}]}
+             for p in PROMPTS * 16]
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    rm = run_reward_model(load_config("reward_model", [
+        f"output_dir={tmp_path}", f"model.name_or_path={tiny_model}", f"data.train={data}", "data.eval=null",
+        "data.eval_fraction=0.2", "model.lora=null", "rm.margin=false", "train.max_steps=30", "train.lr=3e-3", "train.eval_every=0",
+        "train.save_every=0", "placement.num_workers=1", "logging.progress=false", "logging.tensorboard=false"]))
+    assert rm["eval_accuracy_after"] > 0.9
+
+    config = tiny_rl_config(tmp_path, tiny_model, prompt_file, name="ppo-rm", overrides=[
+        "rlhf.algorithm=ppo", "rlhf.steps=30", f"rewards=[{{type: model, path: {rm['final']}}}]",
+        f"critic.name_or_path={rm['final']}", "critic.lr=1e-3"])
+    run_rlhf(config)
+    metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+    rewards = [m["reward/model_mean"] for m in metrics if "reward/model_mean" in m]
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.5, rewards
+    assert all("critic/loss" in m for m in metrics if "reward/model_mean" in m)

@@ -47,5 +47,8 @@ class RewardModelScorer:
         return scores
 
     def __call__(self, prompts: list, completions: list, metadata: list[dict] | None = None) -> list[float]:
+        """A completion string answering a chat prompt is scored as the assistant's turn."""
         rows = [Row("<reward input>", i + 1, {}) for i in range(len(prompts))]
+        completions = [[{"role": "assistant", "content": c}] if isinstance(p, list) and isinstance(c, str) else c
+                       for p, c in zip(prompts, completions)]
         return self.score_encoded([self.encode(r, p, c) for r, p, c in zip(rows, prompts, completions)])
