@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from rayalign.algorithms.advantages import masked_mean
 from rayalign.algorithms.kl import kl_estimate
-from rayalign.algorithms.policy_loss import entropy_from_logits, policy_loss, selective_logprobs, value_loss
+from rayalign.algorithms.policy_loss import entropy_from_logits, kl_loss, policy_loss, selective_logprobs, value_loss
 
 
 def _response_logits(model, batch: dict) -> torch.Tensor:
@@ -49,18 +50,16 @@ def policy_objective(clip_range: float = 0.2, clip_range_high: float | None = No
         logits = _response_logits(model, batch)
         mask, normaliser = batch["response_mask"], batch["normaliser"]
         logp = selective_logprobs(logits, _response_targets(batch))
-        old = batch.get("old_logprobs", logp.detach())
+        old = batch["old_logprobs"] if "old_logprobs" in batch else logp.detach()
         loss, stats = policy_loss(logp, old, batch["advantages"], mask, clip_range, clip_range_high, normaliser)
         entropy = entropy_from_logits(logits if entropy_coef else logits.detach())
-        mean_entropy = (entropy * mask).sum() / mask.sum().clamp(min=1)
         if entropy_coef:
             loss = loss - entropy_coef * (entropy * mask).sum() / normaliser
         if "ref_logprobs" in batch:
-            kl = kl_estimate(logp, batch["ref_logprobs"], kl_estimator)
             if kl_coef and not kl_in_reward:
-                loss = loss + kl_coef * (kl * mask).sum() / normaliser
-            stats["kl"] = (kl.detach() * mask).sum() / mask.sum().clamp(min=1)
-        return loss, {**stats, "entropy": mean_entropy.detach()}
+                loss = loss + kl_coef * kl_loss(logp, batch["ref_logprobs"], mask, kl_estimator, normaliser)
+            stats["kl"] = masked_mean(kl_estimate(logp.detach(), batch["ref_logprobs"], kl_estimator), mask)
+        return loss, {**stats, "entropy": masked_mean(entropy.detach(), mask)}
 
     return objective
 
