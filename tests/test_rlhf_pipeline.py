@@ -166,3 +166,18 @@ def test_ppo_with_a_critic_and_a_trained_reward_model_raises_reward(ray_cluster,
     rewards = [m["reward/model_mean"] for m in metrics if "reward/model_mean" in m]
     assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.5, rewards
     assert all("critic/loss" in m for m in metrics if "reward/model_mean" in m)
+
+
+def test_bad_input_fails_early_and_names_the_place(ray_cluster, tiny_model, prompt_file, tmp_path):
+    from rayalign.data.readers import DataError
+    from rayalign.workers.group import WorkerError
+
+    long_prompt = write_jsonl(tmp_path / "long.jsonl", [{"prompt": "hello"}, {"prompt": "word " * 200}])
+    with pytest.raises(DataError, match=r"long.jsonl, line 2, field 'prompt': \d+ tokens"):
+        run_rlhf(tiny_rl_config(tmp_path, tiny_model, prompt_file, overrides=[f"data.train={long_prompt}"]))
+
+    missing = tiny_rl_config(tmp_path, tiny_model, prompt_file, name="missing-reward",
+                             overrides=["rewards=[{type: function, path: 'rl_rewards:no_such_fn'}]"])
+    with pytest.raises(WorkerError, match="RewardWorker.*rl_rewards:no_such_fn"):
+        run_rlhf(missing)
+    assert not (missing.run_dir / "metrics.jsonl").exists()  # failed before any rollout

@@ -59,8 +59,7 @@ class ActorGroup:
             raise WorkerError(f"{self.role}: {what} gave no answer within {self.timeout_s:.0f} s") from None
         except (RayTaskError, RayActorError) as exc:
             rank = next((i for i, ref in enumerate(refs) if _failed(ref)), "?")
-            cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause else exc
-            raise WorkerError(f"{self.role} rank {rank}: {what} failed: {type(cause).__name__}: {cause}") from exc
+            raise WorkerError(f"{self.role} rank {rank}: {what} failed: {_describe(exc)}") from exc
 
     def call(self, method: str, *args, **kwargs) -> list:
         """The same call on every actor."""
@@ -95,3 +94,14 @@ def _failed(ref) -> bool:
     except Exception:
         return True
     return False
+
+
+def _describe(exc: Exception) -> str:
+    """`Type: message` of the worker's own exception; for an actor that died while starting,
+    the last line of the traceback Ray wraps (where that exception is named)."""
+    cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause else exc
+    text = f"{type(cause).__name__}: {cause}"
+    if isinstance(cause, RayActorError) and "creation task" in text:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return f"{type(cause).__name__} while starting: {lines[-1]}"
+    return text
