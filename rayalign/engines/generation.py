@@ -9,6 +9,7 @@ time) or a full safetensors state. Weights arrive as a folder's files in memory
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ from rayalign.data.rollouts import Sample
 WEIGHTS_FILE = "model.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+PARTIAL_RELOAD_LOGGERS = ("vllm.model_executor.model_loader.reload.layerwise",
+                          "vllm.model_executor.model_loader.reload.inplace")
 
 
 def write_payload(payload: dict[str, bytes], root: str | None = None) -> str:
@@ -97,7 +100,10 @@ class VllmEngine:
         self._keep(folder)
 
     def load_weights(self, payload: dict[str, bytes]) -> None:
-        """Reload in place the weights in the payload (all of them, or some)."""
+        """Reload in place the weights in the payload (all of them, or some: the layers it
+        does not name keep their weights, which vLLM reports as a warning per layer)."""
+        for name in PARTIAL_RELOAD_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
         folder = write_payload(payload)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": folder})
         self.llm.apply_model(_retie_embeddings)

@@ -187,7 +187,13 @@ class RlRoles:
             group.call("shutdown")
 
     def close(self) -> None:
-        """Kill every actor and free the placement group; safe after a failure."""
+        """Let the rollout engines delete their weight folders, then kill every actor and
+        free the placement group; safe after a failure."""
+        if self.groups:
+            try:
+                ray.get([a.shutdown.remote() for a in self.rollout.actors], timeout=30)
+            except Exception:  # noqa: BLE001 - a dead or stuck engine must not stop the cleanup
+                pass
         for group in reversed(self.groups):
             group.close()
         self.groups = []
