@@ -67,7 +67,7 @@ def job_config(args, output_dir: str):
         f"rollout.max_new_tokens={NEW_TOKENS}", "rollout.temperature=1.0", "rollout.top_p=1.0",
         f"rollout.threads={args.threads}", f"placement.cpus_per_worker={args.threads}",
         f"train.lr={LR}", "train.lr_scheduler=constant", "train.warmup_steps=0", "train.weight_decay=0.0",
-        "train.max_grad_norm=1.0", "model.dtype=float32", "model.gradient_checkpointing=false",
+        "train.max_grad_norm=1.0", f"model.dtype={args.dtype}", "model.gradient_checkpointing=false",
         "logging.progress=false", "logging.tensorboard=false",
     ], method="rlhf")
     check_job(config)
@@ -208,7 +208,7 @@ def run_trl(args) -> dict:
             num_generations=SAMPLES, num_iterations=1, max_completion_length=NEW_TOKENS, temperature=1.0,
             top_p=1.0, top_k=0, use_vllm=False, beta=0.0, epsilon=0.2, scale_rewards="group", loss_type="dapo",
             learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-            max_steps=total, shuffle_dataset=False, seed=config.seed, bf16=False, use_cpu=True,
+            max_steps=total, shuffle_dataset=False, seed=config.seed, bf16=args.dtype == "bfloat16", use_cpu=True,
             gradient_checkpointing=False, logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True,
         )
         assert grpo.generation_batch_size == PROMPTS * SAMPLES and grpo.steps_per_generation == 1, \
@@ -269,6 +269,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads on each side (and rayalign's Ray CPUs)")
     parser.add_argument("--only", choices=("rayalign", "trl"), help="run one side only")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="training precision on both sides (TRL: bf16 autocast)")
     parser.add_argument("--result", help=argparse.SUPPRESS)  # set by the parent: where a side writes its result
     args = parser.parse_args()
     if min(args.steps, args.threads) < 1 or args.warmup < 0:
@@ -290,7 +292,7 @@ def main() -> None:
     line = {"bench": "rl_step",
             "job": {"model": MODEL, "recipe": RECIPE, "lora_r": 16, "prompts": PROMPTS, "samples": SAMPLES,
                     "max_new_tokens": NEW_TOKENS, "lr": LR, "warmup": args.warmup, "steps": args.steps,
-                    "threads": args.threads},
+                    "threads": args.threads, "dtype": args.dtype},
             **results}
     if len(results) == 2:
         line["speedup"] = round(results["trl"]["step_s_median"] / results["rayalign"]["step_s_median"], 3)

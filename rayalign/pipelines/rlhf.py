@@ -29,7 +29,7 @@ from rayalign.algorithms.kl import kl_estimate
 from rayalign.config import ConfigError, RunConfig
 from rayalign.data.batching import sample_indices
 from rayalign.data.prompts import PromptExample, load_prompts
-from rayalign.data.rollouts import Rollout, collate_rollouts
+from rayalign.data.rollouts import Rollout, collate_rollouts, sequence_tokens
 from rayalign.models.loading import load_tokenizer
 from rayalign.pipelines.offline import split_held_out
 from rayalign.pipelines.rl_roles import BatchShape, RlRoles, batch_shape
@@ -210,7 +210,8 @@ def update(roles: RlRoles, rollouts: list[Rollout], shape: BatchShape, micro: in
             chosen = [rollouts[i] for i in order[start: start + shape.mini_batch]]
             shards = []
             for rank in range(world):
-                part = chosen[rank * per_rank: (rank + 1) * per_rank]
+                # By length, so each micro-batch pads little (the loss is a sum: order is free).
+                part = sorted(chosen[rank * per_rank: (rank + 1) * per_rank], key=sequence_tokens)
                 normaliser = max(sum(len(r.sample.response_ids) for r in part), 1) / shape.accumulation
                 shards.append((([collate_rollouts(part[k: k + micro], pad, normaliser)
                                  for k in range(0, per_rank, micro)]),))
