@@ -47,7 +47,7 @@ def train_runs(runs: Path, model: str, data_dir: Path) -> None:
               "train.lr_scheduler=constant", "train.eval_every=0", "train.save_every=0", "logging.progress=false"]
     run_sft(load_config("quickstart", [*common, "name=tuned", f"data.train={sft}", "train.lr=3e-2",
                                        "train.max_steps=12"]))
-    run_sft(load_config("sft_full", [*common, "name=full", f"data.train={sft}", "train.lr=1e-2", "train.max_steps=4"]))
+    run_sft(load_config("sft_full", [*common, "name=full", f"data.train={sft}", "train.lr=1e-2", "train.max_steps=12"]))
     run_reward_model(load_config("reward_model", [*common, "name=rm", f"data.train={prefs}", "train.lr=1e-2",
                                                   "train.max_steps=12"]))
 
@@ -131,7 +131,8 @@ def test_rewards_match_the_reward_model_scored_offline(served):
     assert answer.status_code == 200, answer.text
     assert answer.json()["model"] == "rm"
     rewards = answer.json()["rewards"]
-    offline = RewardModelScorer(str(served["root"] / "runs" / "rm" / "final"))(prompts, completions)
+    as_replies = [[{"role": "assistant", "content": c}] for c in completions]  # chat prompts: replies
+    offline = RewardModelScorer(str(served["root"] / "runs" / "rm" / "final"))(prompts, as_replies)
     assert rewards == pytest.approx(offline, abs=1e-4)
     assert min(rewards[:3]) > max(rewards[3:])  # the trained preference: "Yes" over "No"
 

@@ -25,10 +25,11 @@ from ray.llm._internal.serve.core.ingress.ingress import DEFAULT_ENDPOINTS, init
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 from starlette.responses import JSONResponse
 
+from rayalign.data.readers import DataError
 from rayalign.rewards import judge
 from rayalign.serving.auth import ApiKeyMiddleware, load_api_keys
-from rayalign.serving.errors import add_error_handlers
 from rayalign.serving.discovery import ServedRun, discover_runs
+from rayalign.serving.errors import add_error_handlers
 from rayalign.serving.protocol import JudgeRequest, RewardsRequest
 from rayalign.serving.settings import ServeSettings
 
@@ -88,7 +89,11 @@ class RayalignIngress(OpenAiIngress):
             raise OpenAIHTTPException(status_code=status.HTTP_404_NOT_FOUND, type="NotFoundError",
                                       message=f"no reward model {model!r}; reward models: {names or 'none'}")
         handle = self.rewards_handle.options(multiplexed_model_id=model)
-        scores = await handle.score.remote(body.prompts, body.completions, body.metadata)
+        try:
+            scores = await handle.score.remote(body.prompts, body.completions, body.metadata)
+        except DataError as exc:  # e.g. a prompt too long for the reward model's max_length
+            raise OpenAIHTTPException(status_code=status.HTTP_400_BAD_REQUEST, type="BadRequestError",
+                                      message=f"reward model {model!r}: {exc}") from exc
         return JSONResponse({"model": model, "rewards": scores})
 
     # ------------------------------------------------------------------ /v1/judge

@@ -15,15 +15,21 @@ from rayalign.rewards.reward_model import RewardModelScorer
 from rayalign.serving.discovery import find_run
 
 
-class RewardScorers:
-    def __init__(self, runs_dir: str, batch_size: int = 8, max_models: int = 2):
-        self.runs_dir, self.batch_size = runs_dir, batch_size
-        self.scorer = serve.multiplexed(max_num_models_per_replica=max_models)(self._load)
+MODELS_PER_REPLICA = 2
 
-    async def _load(self, run: str) -> RewardModelScorer:
+
+class RewardScorers:
+    def __init__(self, runs_dir: str, batch_size: int = 8):
+        self.runs_dir, self.batch_size = runs_dir, batch_size
+
+    @serve.multiplexed(max_num_models_per_replica=MODELS_PER_REPLICA)
+    async def scorer(self, run: str) -> RewardModelScorer:
         path = find_run(self.runs_dir, run, "reward").path
         return await asyncio.to_thread(RewardModelScorer, path, batch_size=self.batch_size)
 
-    async def score(self, prompts: list, completions: list, metadata: list[dict] | None) -> list[float]:
+    async def score(self, prompts: list, completions: list[str], metadata: list[dict] | None) -> list[float]:
+        """A completion to a chat prompt (a message list) is scored as the assistant's reply."""
+        completions = [[{"role": "assistant", "content": c}] if isinstance(p, list) else c
+                       for p, c in zip(prompts, completions)]
         scorer = await self.scorer(serve.get_multiplexed_model_id())
         return await asyncio.to_thread(scorer, prompts, completions, metadata)
