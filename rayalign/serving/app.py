@@ -18,6 +18,7 @@ from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, build_llm_deployment
 from ray.serve.llm.ingress import OpenAiIngress
 
+from rayalign.config import ConfigError
 from rayalign.serving.discovery import base_models, discover_runs
 from rayalign.serving.ingress import ingress_class
 from rayalign.serving.policy_server import RunFolderLLMServer
@@ -61,7 +62,7 @@ def build_app(args: dict) -> Application:
                for name, folder in base_models(settings.models, runs, settings.runs_dir).items()]
     configs += [llm_config(r.run, r.path, settings, adapters=False) for r in runs if r.kind == "full"]
     if not configs:
-        raise ValueError(f"nothing to serve: no run folder with a model in {settings.runs_dir} and no `models` "
+        raise ConfigError(f"nothing to serve: no run folder with a model in {settings.runs_dir} and no `models` "
                          "in the settings (e.g. models: [smollm2-135m-instruct])")
     policies = {c.model_id: build_llm_deployment(c, bind_kwargs={"runs_dir": settings.runs_dir},
                                                  deployment_cls=RunFolderLLMServer) for c in configs}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from rayalign.config import ConfigError
 from rayalign.models.loading import adapter_base
 from rayalign.models.registry import BUILTIN_MODELS, resolve_model
 from rayalign.rewards.reward_model import REWARD_STATS
@@ -85,8 +86,8 @@ def base_models(names: list[str], runs: list[ServedRun], runs_dir: str) -> dict[
     for name_or_path in wanted:
         name, folder = model_name(name_or_path), resolve_model(name_or_path)
         if folders.setdefault(name, folder) != folder:
-            raise ValueError(f"two base models are both named {name!r}: {folders[name]} and {folder}")
+            raise ConfigError(f"two base models are both named {name!r}: {folders[name]} and {folder}")
     taken = {r.run for r in runs if r.kind == "full"} & set(folders)
     if taken:
-        raise ValueError(f"runs {sorted(taken)} in {runs_dir} have the name of a base model; rename them")
+        raise ConfigError(f"runs {sorted(taken)} in {runs_dir} have the name of a base model; rename them")
     return folders

@@ -37,7 +37,7 @@ RESCAN_S = 5.0  # how long a listing of the run folders is reused
 
 
 class RayalignIngress(OpenAiIngress):
-    def __init__(self, llm_deployments, model_cards, *, lora_paths=None, rewards, settings: dict):
+    def __init__(self, llm_deployments, model_cards, *, rewards, settings: dict):
         super().__init__(llm_deployments, model_cards)
         self.settings = ServeSettings.model_validate(settings)
         load_api_keys(self.settings.auth)  # no keys with auth on: fail the deployment, not the requests

@@ -22,7 +22,7 @@ class RunFolderAdapters:
     """Maps `<base>:<run>` to the adapter folder of that run (the loader interface LLMServer
     multiplexes with)."""
 
-    def __init__(self, runs_dir: str, **_download_options):
+    def __init__(self, runs_dir: str):
         self.runs_dir = runs_dir
 
     async def load_model_from_config(self, lora_model_id: str, llm_config) -> DiskMultiplexConfig:
@@ -44,4 +44,4 @@ class RunFolderLLMServer(LLMServer):
 
     def _init_multiplex_loader(self, model_downloader_cls=None):
         runs_dir = self._runs_dir
-        super()._init_multiplex_loader(lambda **options: RunFolderAdapters(runs_dir, **options))
+        super()._init_multiplex_loader(lambda **_download_options: RunFolderAdapters(runs_dir))
