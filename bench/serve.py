@@ -83,6 +83,7 @@ def start_rayalign(args, port: int) -> str:
 
     os.environ["RAYALIGN_API_KEYS"] = KEY  # before Ray starts, so the ingress replica sees it
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_worker_niceness", "0")  # the engine at vllm serve's priority, as `rayalign serve`
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     engine = {"dtype": "bfloat16", "max_model_len": args.max_model_len, "max_num_seqs": args.max_num_seqs,
               "kv_cache_gib": args.kv_cache_gib, "cpu_threads": args.cpu_threads}

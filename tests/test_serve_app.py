@@ -2,7 +2,7 @@
 chat, streaming, completions, model listing, a LoRA adapter and a full fine-tune trained here,
 reward and judge endpoints, API keys and error answers, and a bounded load test.
 
-One application for the module (start-up is 30-60 s): vLLM serves the tiny model (head_dim 32,
+One application for the module (start-up is 30-60 s): vLLM serves the tiny model (head size 32,
 the smallest vLLM's CPU attention runs) with the adapter multiplexed, and the full fine-tune.
 """
 
@@ -57,7 +57,7 @@ def served(ray_cluster, tmp_path_factory):
     from rayalign.serving import lifecycle
 
     root = tmp_path_factory.mktemp("serve")
-    model = build_tiny_model(root / "tiny-llm", head_dim=32)
+    model = build_tiny_model(root / "tiny-llm", hidden_size=64, heads=2)  # head size 32: vLLM CPU runs it
     train_runs(root / "runs", model, root)
     (root / "keys").write_text(f"other-key\n{KEY}\n")
     args = {"runs_dir": str(root / "runs"), "auth": {"keys_file": str(root / "keys")},
@@ -131,8 +131,7 @@ def test_rewards_match_the_reward_model_scored_offline(served):
     assert answer.status_code == 200, answer.text
     assert answer.json()["model"] == "rm"
     rewards = answer.json()["rewards"]
-    as_replies = [[{"role": "assistant", "content": c}] for c in completions]  # chat prompts: replies
-    offline = RewardModelScorer(str(served["root"] / "runs" / "rm" / "final"))(prompts, as_replies)
+    offline = RewardModelScorer(str(served["root"] / "runs" / "rm" / "final"))(prompts, completions)
     assert rewards == pytest.approx(offline, abs=1e-4)
     assert min(rewards[:3]) > max(rewards[3:])  # the trained preference: "Yes" over "No"
 

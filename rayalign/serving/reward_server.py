@@ -28,8 +28,5 @@ class RewardScorers:
         return await asyncio.to_thread(RewardModelScorer, path, batch_size=self.batch_size)
 
     async def score(self, prompts: list, completions: list[str], metadata: list[dict] | None) -> list[float]:
-        """A completion to a chat prompt (a message list) is scored as the assistant's reply."""
-        completions = [[{"role": "assistant", "content": c}] if isinstance(p, list) else c
-                       for p, c in zip(prompts, completions)]
         scorer = await self.scorer(serve.get_multiplexed_model_id())
         return await asyncio.to_thread(scorer, prompts, completions, metadata)
