@@ -48,6 +48,9 @@ def test_the_grammars_accept_exactly_the_parseable_replies():
     assert not re.fullmatch(judge.POINTWISE_GRAMMAR, "Rationale: " + "x" * (judge.RATIONALE_CHARS + 1) + "\nScore: 5")
     assert re.fullmatch(judge.PAIRWISE_GRAMMAR, "Rationale: ok\nVerdict: tie")
     assert not re.fullmatch(judge.PAIRWISE_GRAMMAR, "Rationale: two\nlines\nVerdict: A")
+    assert not re.fullmatch(judge.PAIRWISE_GRAMMAR, "Rationale: caf\u00e9\nVerdict: A")  # ASCII: a token a char
+    longest = "Rationale: " + "x" * judge.RATIONALE_CHARS + "\nVerdict: tie"
+    assert re.fullmatch(judge.PAIRWISE_GRAMMAR, longest) and len(longest) == judge.REPLY_MAX_TOKENS
 
 
 @pytest.mark.parametrize("original, swapped, verdict", [

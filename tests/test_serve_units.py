@@ -99,5 +99,7 @@ def test_the_application_graph_has_a_policy_per_model_and_checks_its_settings(ru
     assert policies["full"]._bound_deployment.init_kwargs["llm_config"].lora_config is None
     with pytest.raises(ValidationError, match="max_model_len"):
         build_app({"runs_dir": str(runs), "engine": {"max_model_len": 0}})
+    with pytest.raises(ValidationError, match="judge.max_tokens=50 may cut a constrained reply short"):
+        build_app({"runs_dir": str(runs), "judge": {"max_tokens": 50}})
     with pytest.raises(ValueError, match="nothing to serve"):
         build_app({"runs_dir": str(runs / "missing")})

@@ -22,9 +22,12 @@ from typing import Awaitable, Callable, Union
 Prompt = Union[str, list]  # a user message, or a list of chat messages
 Generate = Callable[[list[list[dict]]], Awaitable[list[str]]]
 
-RATIONALE_CHARS = 300
-POINTWISE_GRAMMAR = rf"Rationale: [^\n]{{1,{RATIONALE_CHARS}}}\nScore: (10|[1-9])"
-PAIRWISE_GRAMMAR = rf"Rationale: [^\n]{{1,{RATIONALE_CHARS}}}\nVerdict: (A|B|tie)"
+# The rationale is one line of printable ASCII (one byte, so at most one token, a character):
+# a constrained reply is at most REPLY_MAX_TOKENS tokens and always completes within that budget.
+RATIONALE_CHARS = 160
+POINTWISE_GRAMMAR = rf"Rationale: [ -~]{{1,{RATIONALE_CHARS}}}\nScore: (10|[1-9])"
+PAIRWISE_GRAMMAR = rf"Rationale: [ -~]{{1,{RATIONALE_CHARS}}}\nVerdict: (A|B|tie)"
+REPLY_MAX_TOKENS = len("Rationale: ") + RATIONALE_CHARS + len("\nVerdict: tie")
 
 SYSTEM = ("You are a strict, fair judge of answers written by an AI assistant. Judge helpfulness, "
           "correctness and whether the answer follows the instructions.")

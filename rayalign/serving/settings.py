@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rayalign.config import ConfigError
+from rayalign.rewards.judge import REPLY_MAX_TOKENS
 
 APP_NAME = "rayalign"
 
@@ -57,9 +58,16 @@ class JudgeSettings(_Strict):
     base model); replies follow the judge grammar when `constrained` (vLLM structured outputs)."""
 
     model: str | None = None
-    max_tokens: int = Field(160, gt=0)
+    max_tokens: int = Field(192, gt=0)
     temperature: float = Field(0.0, ge=0)
     constrained: bool = True
+
+    @model_validator(mode="after")
+    def _room_for_a_whole_reply(self):
+        if self.constrained and self.max_tokens < REPLY_MAX_TOKENS:
+            raise ValueError(f"judge.max_tokens={self.max_tokens} may cut a constrained reply short; "
+                             f"give at least {REPLY_MAX_TOKENS}")
+        return self
 
 
 class DeploymentSettings(_Strict):
