@@ -88,7 +88,8 @@ def test_request_bodies_are_checked():
             JudgeRequest(**bad)
 
 
-def test_the_application_graph_has_a_policy_per_model_and_checks_its_settings(runs, tiny_model):
+def test_the_application_graph_has_a_policy_per_model_and_checks_its_settings(ray_cluster, runs, tiny_model):
+    """(Building reads Ray's runtime context: on the session's cluster, not one of its own.)"""
     from rayalign.serving.app import build_app
 
     app = build_app({"runs_dir": str(runs), "models": [], "auth": {"enabled": False}})
