@@ -78,6 +78,35 @@ def _rlhf(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    import time
+
+    from rayalign.serving import lifecycle
+    from rayalign.serving.settings import read_serve_config
+    from rayalign.workers.cluster import connect
+
+    app_args, http = read_serve_config(args.config, args.runs)
+    host, port = args.host or http.get("host", "127.0.0.1"), args.port or http.get("port", 8000)
+    connect(args.address)
+    print("[serve] starting on Ray (vLLM engines load in about a minute on CPU)", flush=True)
+    status = 0
+    try:
+        url = lifecycle.start(app_args, host=host, port=port)
+        print(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
+              "Ctrl-C stops.", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:  # a deployment failed to start: Serve's message names it
+        print(f"rayalign: serving failed: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        removed = lifecycle.stop()
+        print(f"[serve] stopped; removed {len(removed)} leftover engine shared-memory segments", flush=True)
+    return status
+
+
 def _config_show(args) -> int:
     print(dump_config(load_config(args.recipe, args.overrides)), end="")
     return 0
@@ -133,6 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
                                "functions or remote scorers")
     _add_run_arguments(rlhf)
     rlhf.set_defaults(handler=_rlhf)
+
+    serve = commands.add_parser("serve", help="serve tuned models, reward models and the judge "
+                                "(OpenAI-compatible, Ray Serve)")
+    serve.add_argument("--config", "-c", default="serve/config.yaml",
+                       help="a Ray Serve config file with a `rayalign` application (default: serve/config.yaml)")
+    serve.add_argument("--runs", help="the folder of run folders to serve from (replaces args.runs_dir)")
+    serve.add_argument("--host", help="address to listen on (default: the file's http_options, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: the file's http_options, else 8000)")
+    serve.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, a local `ray start` "
+                       "cluster, else a new local one); `local` always starts a new one")
+    serve.set_defaults(handler=_serve)
 
     config = commands.add_parser("config", help="inspect recipes").add_subparsers(dest="action", required=True)
     show = config.add_parser("show", help="print a recipe with defaults and overrides applied")

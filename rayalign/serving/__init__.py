@@ -1,0 +1,2 @@
+"""Serving tuned models with Ray Serve: the OpenAI-compatible policy endpoint (base models with
+their LoRA adapters, full fine-tunes), reward and judge endpoints, API keys (see app.py)."""

@@ -1,0 +1,53 @@
+"""Every error the ingress answers, in the OpenAI format:
+`{"error": {"message", "type", "param", "code"}}` with the HTTP status as `code` (401: "invalid_api_key").
+
+ray.serve.llm's own handlers leave two gaps, closed here: an unknown model answers FastAPI's
+`{"detail": ...}`, and malformed JSON fails while reporting the body (bytes) and becomes a 500.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPException
+from starlette.responses import JSONResponse
+
+TYPES = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError", 408: "TimeoutError"}
+
+
+def error_content(message: str, status: int, type_: str | None = None, code: int | str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_ or TYPES.get(status, "InternalServerError"),
+                      "param": None, "code": status if code is None else code}}
+
+
+def error_bytes(message: str, status: int, type_: str | None = None, code: int | str | None = None) -> bytes:
+    return json.dumps(error_content(message, status, type_, code)).encode()
+
+
+def _response(request: Request, message: str, status: int, type_: str | None = None) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None) or request.headers.get("x-request-id")
+    if request_id:
+        message = f"{message} (request id {request_id})"
+    return JSONResponse(error_content(message, status, type_), status_code=status)
+
+
+async def _http_exception(request: Request, exc: HTTPException) -> JSONResponse:
+    return _response(request, str(exc.detail), exc.status_code)
+
+
+async def _openai_exception(request: Request, exc: OpenAIHTTPException) -> JSONResponse:
+    return _response(request, exc.message, exc.status_code, None if exc.type == "Unknown" else exc.type)
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+                         for e in exc.errors())
+    return _response(request, f"invalid request body: {problems or 'not valid JSON'}", 400)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(OpenAIHTTPException, _openai_exception)
+    app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -1,0 +1,146 @@
+"""The HTTP front: ray.serve.llm's OpenAI ingress, plus what rayalign adds to it.
+
+- /v1/models also lists the adapters of run folders (`<base>:<run>`), found at request time;
+  a request for an adapter that no run folder holds is a 404 here, before any engine is asked.
+- /v1/rewards scores with a trained reward model (the reward deployment).
+- /v1/judge runs the AI critic (rayalign.rewards.judge) on a served policy model, through
+  the same deployment handles as chat requests: no second copy of the engine.
+- API keys and the request log (rayalign.serving.auth) wrap the whole app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import Request, status
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    ChatCompletionRequest,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    OpenAIHTTPException,
+)
+from ray.llm._internal.serve.core.ingress.ingress import DEFAULT_ENDPOINTS, init
+from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
+from starlette.responses import JSONResponse
+
+from rayalign.data.readers import DataError
+from rayalign.rewards import judge
+from rayalign.serving.auth import ApiKeyMiddleware, load_api_keys
+from rayalign.serving.discovery import ServedRun, discover_runs
+from rayalign.serving.errors import add_error_handlers
+from rayalign.serving.protocol import JudgeRequest, RewardsRequest
+from rayalign.serving.settings import ServeSettings
+
+RESCAN_S = 5.0  # how long a listing of the run folders is reused
+
+
+class RayalignIngress(OpenAiIngress):
+    def __init__(self, llm_deployments, model_cards, *, rewards, settings: dict):
+        super().__init__(llm_deployments, model_cards)
+        self.settings = ServeSettings.model_validate(settings)
+        load_api_keys(self.settings.auth)  # no keys with auth on: fail the deployment, not the requests
+        self.rewards_handle = rewards
+        self._runs: tuple[float, list[ServedRun]] = (0.0, [])
+
+    # ------------------------------------------------------------------ run folders
+    def runs(self, kind: str) -> dict[str, ServedRun]:
+        stamp, runs = self._runs
+        if time.monotonic() - stamp > RESCAN_S:
+            runs = discover_runs(self.settings.runs_dir)
+            self._runs = (time.monotonic(), runs)
+        return {r.run: r for r in runs if r.kind == kind}
+
+    def adapter_ids(self) -> list[str]:
+        return [f"{r.base}:{r.run}" for r in self.runs("adapter").values() if r.base in self._model_cards]
+
+    async def _get_model_id(self, model):
+        model_id = await super()._get_model_id(model)
+        if ":" in model_id and model_id not in self.adapter_ids():
+            raise OpenAIHTTPException(
+                status_code=status.HTTP_404_NOT_FOUND, type="NotFoundError",
+                message=f"model {model_id!r} is not served; adapters: {', '.join(self.adapter_ids()) or 'none'}")
+        return model_id
+
+    async def model(self, model_id: str) -> ModelCard | None:
+        if model_id in self._model_cards:
+            return self._model_cards[model_id]
+        if model_id in self.adapter_ids():
+            base, run = model_id.split(":", 1)
+            card = self._model_cards[base]
+            return ModelCard(id=model_id, object="model", owned_by=card.owned_by, permission=list(card.permission),
+                             metadata={**card.metadata, "model_id": model_id, "base_model_id": base,
+                                       "adapter_path": self.runs("adapter")[run].path})
+        return None
+
+    async def models(self) -> ModelList:
+        ids = [*self._model_cards, *self.adapter_ids()]
+        return ModelList(data=[await self.model(i) for i in ids])
+
+    # ------------------------------------------------------------------ /v1/rewards
+    async def rewards(self, body: RewardsRequest) -> JSONResponse:
+        names = sorted(self.runs("reward"))
+        if body.model is None and len(names) != 1:
+            raise OpenAIHTTPException(status_code=status.HTTP_400_BAD_REQUEST, type="BadRequestError",
+                                      message=f"name the reward model in 'model': one of {names}")
+        model = body.model or names[0]
+        if model not in names:
+            raise OpenAIHTTPException(status_code=status.HTTP_404_NOT_FOUND, type="NotFoundError",
+                                      message=f"no reward model {model!r}; reward models: {names or 'none'}")
+        handle = self.rewards_handle.options(multiplexed_model_id=model)
+        try:
+            scores = await handle.score.remote(body.prompts, body.completions, body.metadata)
+        except DataError as exc:  # e.g. a prompt too long for the reward model's max_length
+            raise OpenAIHTTPException(status_code=status.HTTP_400_BAD_REQUEST, type="BadRequestError",
+                                      message=f"reward model {model!r}: {exc}") from exc
+        return JSONResponse({"model": model, "rewards": scores})
+
+    # ------------------------------------------------------------------ /v1/judge
+    async def _chat_text(self, model: str, messages: list[dict], grammar: str | None, request: Request) -> str:
+        settings = self.settings.judge
+        extra = {"structured_outputs": {"regex": grammar}} if grammar else {}
+        body = ChatCompletionRequest(model=model, messages=messages, max_tokens=settings.max_tokens,
+                                     temperature=settings.temperature, **extra)
+        async for response in self._get_response(body=body, call_method="chat", raw_request=request):
+            if isinstance(response, ErrorResponse):
+                raise OpenAIHTTPException(status_code=response.error.code, type=response.error.type,
+                                          message=f"judge model {model!r}: {response.error.message}")
+            return response.choices[0].message.content or ""
+        raise OpenAIHTTPException(status_code=status.HTTP_502_BAD_GATEWAY, type="JudgeError",
+                                  message=f"judge model {model!r} returned nothing")
+
+    async def judge(self, body: JudgeRequest, request: Request) -> JSONResponse:
+        model = await self._get_model_id(body.model or self.settings.judge.model or next(iter(self._model_cards)))
+        constrained = self.settings.judge.constrained
+
+        def generate_with(grammar: str):
+            async def generate(conversations):
+                return await asyncio.gather(*(self._chat_text(model, c, grammar if constrained else None, request)
+                                              for c in conversations))
+            return generate
+
+        if body.mode == "pointwise":
+            result = await judge.judge_pointwise(generate_with(judge.POINTWISE_GRAMMAR), body.prompts,
+                                                 body.completions)
+            return JSONResponse({"model": model, "rewards": result.rewards, "verdicts": result.scores,
+                                 "rationales": result.rationales})
+        result = await judge.judge_pairwise(generate_with(judge.PAIRWISE_GRAMMAR), *body.pairs())
+        answer = {"model": model, "verdicts": result.verdicts, "rationales": [list(r) for r in result.rationales],
+                  "order_verdicts": [list(v) for v in result.order_verdicts]}
+        if body.single:
+            answer.update(verdict=result.verdicts[0], rationale=list(result.rationales[0]))
+        return JSONResponse(answer)
+
+
+ENDPOINTS = {**DEFAULT_ENDPOINTS,
+             "rewards": lambda app: app.post("/v1/rewards"),
+             "judge": lambda app: app.post("/v1/judge")}
+
+
+def ingress_class(settings: ServeSettings):
+    """The ingress as a Serve deployment class, with the API-key middleware outermost."""
+    app = init()
+    add_error_handlers(app)
+    app.add_middleware(ApiKeyMiddleware, settings=settings.auth)
+    return make_fastapi_ingress(RayalignIngress, endpoint_map=ENDPOINTS, app=app)

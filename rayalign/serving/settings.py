@@ -1,0 +1,128 @@
+"""The settings of the serving application: the `args` of serve/config.yaml, typed.
+
+`serve deploy`, a KubeRay RayService and `rayalign serve` all pass these `args` to the
+application builder; an unknown key or a wrong type stops the deployment with its name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rayalign.config import ConfigError
+from rayalign.rewards.judge import REPLY_MAX_TOKENS
+
+APP_NAME = "rayalign"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineSettings(_Strict):
+    """The vLLM engine of every policy model. `cpu_threads`: the cores vLLM binds on a CPU
+    machine (e.g. "0-1"); None leaves vLLM's default (core 0 only)."""
+
+    accelerator: Literal["cpu", "gpu"] = "cpu"
+    dtype: Literal["bfloat16", "float16", "float32", "auto"] = "bfloat16"
+    max_model_len: int = Field(1024, gt=16)
+    max_num_seqs: int = Field(16, gt=0)
+    kv_cache_gib: int = Field(1, gt=0)
+    cpu_threads: str | None = None
+    seed: int = 0
+    extra: dict[str, Any] = {}  # any other vLLM engine argument
+
+
+class AdapterSettings(_Strict):
+    """LoRA adapters found in run folders, multiplexed on their base model's replicas:
+    `max_per_replica` loaded at once (least recently used unloaded first), rank up to `max_rank`."""
+
+    max_per_replica: int = Field(4, gt=0)
+    max_rank: int = Field(16, gt=0)
+
+
+class AuthSettings(_Strict):
+    """Bearer-token API keys: from the environment variable `keys_env` (comma-separated) and/or
+    `keys_file` (one key a line, e.g. a mounted Kubernetes secret). On unless `enabled: false`."""
+
+    enabled: bool = True
+    keys_env: str = "RAYALIGN_API_KEYS"
+    keys_file: str | None = None
+
+
+class JudgeSettings(_Strict):
+    """The AI critic of /v1/judge: `model` is any served policy model name (default: the first
+    base model); replies follow the judge grammar when `constrained` (vLLM structured outputs)."""
+
+    model: str | None = None
+    max_tokens: int = Field(192, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    constrained: bool = True
+
+    @model_validator(mode="after")
+    def _room_for_a_whole_reply(self):
+        if self.constrained and self.max_tokens < REPLY_MAX_TOKENS:
+            raise ValueError(f"judge.max_tokens={self.max_tokens} may cut a constrained reply short; "
+                             f"give at least {REPLY_MAX_TOKENS}")
+        return self
+
+
+class DeploymentSettings(_Strict):
+    """Ray Serve options of one deployment: `num_replicas` or `autoscaling_config`,
+    `max_ongoing_requests`, `ray_actor_options` (e.g. num_cpus)."""
+
+    num_replicas: int | None = Field(None, gt=0)
+    autoscaling_config: dict[str, Any] | None = None
+    max_ongoing_requests: int | None = Field(None, gt=0)
+    ray_actor_options: dict[str, Any] = {}
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True, exclude_defaults=True)
+
+
+class Deployments(_Strict):
+    """Per-deployment settings: `policy` (each vLLM model), `ingress` (the HTTP front),
+    `rewards` (the reward-model scorers)."""
+
+    policy: DeploymentSettings = DeploymentSettings()
+    ingress: DeploymentSettings = DeploymentSettings(ray_actor_options={"num_cpus": 0})
+    rewards: DeploymentSettings = DeploymentSettings(ray_actor_options={"num_cpus": 0})
+
+
+class ServeSettings(_Strict):
+    """What to serve. `models`: base models (built-in names or HF folders) served whether or
+    not a run uses them; every run folder under `runs_dir` adds its adapter (next to its base,
+    which is then served too), its full fine-tune (as a model of its own) or its reward model."""
+
+    runs_dir: str = "runs"
+    models: list[str] = []
+    engine: EngineSettings = EngineSettings()
+    adapters: AdapterSettings = AdapterSettings()
+    auth: AuthSettings = AuthSettings()
+    judge: JudgeSettings = JudgeSettings()
+    reward_batch_size: int = Field(8, gt=0)
+    deployments: Deployments = Deployments()
+
+
+def read_serve_config(path: str, runs_dir: str | None = None) -> tuple[dict, dict]:
+    """(the `args` of the rayalign application, `http_options`) from a Serve config file such as
+    serve/config.yaml, checked against ServeSettings; `runs_dir` replaces the file's."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"serve config {path}: no such file")
+    config = yaml.safe_load(file.read_text()) or {}
+    apps = [a for a in config.get("applications", []) if a.get("name") == APP_NAME]
+    if not apps:
+        raise ConfigError(f"{path}: no application named {APP_NAME!r} under `applications`")
+    args = dict(apps[0].get("args") or {})
+    if runs_dir is not None:
+        args["runs_dir"] = runs_dir
+    try:
+        ServeSettings.model_validate(args)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}, application {APP_NAME!r}, args: {problems}") from None
+    return args, dict(config.get("http_options") or {})

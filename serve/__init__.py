@@ -1,0 +1,1 @@
+"""rayalign's Ray Serve application, as `serve deploy` and KubeRay see it (app.py, config.yaml)."""

@@ -1,0 +1,81 @@
+"""`rayalign serve` as a user runs it, on the shipped SmolLM2 with serve/config.yaml: the load test
+with the real `openai` client, the AI critic on a real model, and Ctrl-C stopping cleanly (the
+engine's shared-memory segments removed). Slow: the engine loads in about a minute."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rayalign.serving.load import chat_load
+
+ROOT = Path(__file__).parent.parent
+KEY = "smollm2-test-key"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from test_serve_app import free_port
+
+    port = free_port()
+    env = {**os.environ, "RAYALIGN_API_KEYS": KEY, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    command = [sys.executable, "-m", "rayalign.cli", "serve", "--address", "local", "--port", str(port),
+               "--runs", str(tmp_path_factory.mktemp("no-runs"))]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()
+    deadline = time.monotonic() + 480
+    while not any(line.startswith("[serve] ready") for line in lines):
+        assert process.poll() is None and time.monotonic() < deadline, "".join(lines[-40:])
+        time.sleep(1)
+    yield {"url": f"http://127.0.0.1:{port}", "process": process, "lines": lines}
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def post(server, path: str, body: dict) -> dict:
+    answer = httpx.post(server["url"] + path, json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=300)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+@pytest.mark.slow
+def test_smollm2_load_200_requests_at_concurrency_16(server):
+    prompts = [f"Question {i}: name a colour and a number between 1 and {i + 2}." for i in range(200)]
+    result = asyncio.run(chat_load(server["url"] + "/v1", KEY, "smollm2-135m-instruct", prompts, 16, 32))
+    print(f"load test (SmolLM2, rayalign serve): {json.dumps(result)}")
+    assert result["errors"] == 0, result["first_errors"]
+    assert result["completion_tokens"] == 200 * 32
+
+
+@pytest.mark.slow
+def test_smollm2_judge_returns_parsed_verdicts(server):
+    pointwise = post(server, "/v1/judge", {"mode": "pointwise",
+                                           "prompts": ["What is the capital of France?"] * 2,
+                                           "completions": ["The capital of France is Paris.", "Bananas."]})
+    assert all(1 <= score <= 10 for score in pointwise["verdicts"]) and all(pointwise["rationales"])
+    pairwise = post(server, "/v1/judge", {"mode": "pairwise", "prompt": "What is the capital of France?",
+                                          "a": "The capital of France is Paris.", "b": "Bananas."})
+    assert pairwise["verdict"] in ("a", "b", "tie") and None not in pairwise["order_verdicts"][0]
+    print(f"SmolLM2 judge: pointwise {pointwise['verdicts']}, pairwise {pairwise['verdict']} "
+          f"(orders {pairwise['order_verdicts'][0]})")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_server_and_removes_the_engine_segments(server):
+    process = server["process"]
+    process.send_signal(signal.SIGINT)  # Ctrl-C to the CLI
+    assert process.wait(timeout=180) == 0, "".join(server["lines"][-40:])
+    stopped = [line for line in server["lines"] if line.startswith("[serve] stopped")]
+    assert stopped and "removed 2 leftover" in stopped[0], stopped

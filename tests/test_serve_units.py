@@ -1,0 +1,106 @@
+"""The serving pieces that need no engine: run-folder discovery and model names, API keys,
+request validation, and the application graph built from the settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from rayalign.serving.auth import load_api_keys
+from rayalign.serving.discovery import base_models, discover_runs, find_run, model_name
+from rayalign.serving.protocol import JudgeRequest, RewardsRequest
+from rayalign.serving.settings import AuthSettings
+
+
+def make_run(runs: Path, name: str, method: str, files: dict[str, str], base: str) -> None:
+    final = runs / name / "final"
+    final.mkdir(parents=True)
+    (runs / name / "config.yaml").write_text(f"method: {method}\nmodel:\n  name_or_path: {base}\n")
+    for file, text in files.items():
+        (final / file).write_text(text)
+
+
+@pytest.fixture
+def runs(tmp_path, tiny_model):
+    runs = tmp_path / "runs"
+    adapter = json.dumps({"base_model_name_or_path": tiny_model})
+    make_run(runs, "tuned", "sft", {"adapter_config.json": adapter}, tiny_model)
+    make_run(runs, "full", "sft", {"config.json": "{}"}, tiny_model)
+    make_run(runs, "rm-lora", "rm", {"adapter_config.json": adapter, "reward_stats.json": "{}"}, tiny_model)
+    make_run(runs, "rm-full", "rm", {"config.json": "{}"}, tiny_model)
+    (runs / "unfinished" / "checkpoints").mkdir(parents=True)
+    return runs
+
+
+def test_runs_are_served_by_kind_under_their_names(runs, tiny_model):
+    found = {r.run: r for r in discover_runs(str(runs))}
+    assert sorted(found) == ["full", "rm-full", "rm-lora", "tuned"]  # no final model: not served
+    assert {name: r.kind for name, r in found.items()} == {
+        "full": "full", "rm-full": "reward", "rm-lora": "reward", "tuned": "adapter"}
+    assert found["tuned"].base == Path(tiny_model).name
+    assert base_models([], list(found.values()), str(runs)) == {Path(tiny_model).name: tiny_model}
+    assert find_run(str(runs), "tuned", "adapter").path == str((runs / "tuned" / "final").resolve())
+    with pytest.raises(LookupError, match="no reward run named 'tuned'.*found: rm-full, rm-lora"):
+        find_run(str(runs), "tuned", "reward")
+    assert discover_runs(str(runs / "missing")) == []
+
+
+def test_built_in_models_keep_their_name_and_a_run_may_not_take_a_base_name(runs, tiny_model):
+    assert model_name("smollm2-135m-instruct") == "smollm2-135m-instruct"
+    assert model_name(tiny_model + "/") == Path(tiny_model).name
+    (runs / "full").rename(runs / Path(tiny_model).name)
+    with pytest.raises(ValueError, match="have the name of a base model"):
+        base_models([], discover_runs(str(runs)), str(runs))
+
+
+def test_api_keys_come_from_the_environment_and_a_secret_file(tmp_path, monkeypatch):
+    secret = tmp_path / "keys"
+    secret.write_text("file-key\n\n")
+    monkeypatch.setenv("SERVE_TEST_KEYS", "a, b,")
+    keys = load_api_keys(AuthSettings(keys_env="SERVE_TEST_KEYS", keys_file=str(secret)))
+    assert keys == ["a", "b", "file-key"]
+    monkeypatch.delenv("SERVE_TEST_KEYS")
+    with pytest.raises(ValueError, match="set SERVE_TEST_KEYS"):
+        load_api_keys(AuthSettings(keys_env="SERVE_TEST_KEYS"))
+    assert load_api_keys(AuthSettings(keys_env="SERVE_TEST_KEYS", enabled=False)) == []
+    with pytest.raises(FileNotFoundError, match="auth.keys_file"):
+        load_api_keys(AuthSettings(keys_file=str(tmp_path / "missing")))
+
+
+def test_request_bodies_are_checked():
+    assert RewardsRequest(prompts=["p", [{"role": "user", "content": "q"}]], completions=["a", "b"]).model is None
+    with pytest.raises(ValidationError, match="2 prompts but 1 completions"):
+        RewardsRequest(prompts=["p", "q"], completions=["a"])
+    with pytest.raises(ValidationError, match="1 metadata entries for 2 prompts"):
+        RewardsRequest(prompts=["p", "q"], completions=["a", "b"], metadata=[{}])
+    single = JudgeRequest(mode="pairwise", prompt="q", a="x", b="y")
+    assert single.single and single.pairs() == (["q"], ["x"], ["y"])
+    listed = JudgeRequest(mode="pairwise", prompt="q", a=["x", "z"], b=["y", "w"])
+    assert not listed.single and listed.pairs() == (["q", "q"], ["x", "z"], ["y", "w"])
+    for bad in ({"mode": "pointwise", "prompts": ["q"]}, {"mode": "pairwise", "a": "x", "b": "y"},
+                {"mode": "pairwise", "prompt": "q", "a": "x", "b": ["y"]},
+                {"mode": "pairwise", "prompts": ["q"], "a": ["x", "z"], "b": ["y", "w"]},
+                {"mode": "ranking", "prompts": [], "completions": []}):
+        with pytest.raises(ValidationError):
+            JudgeRequest(**bad)
+
+
+def test_the_application_graph_has_a_policy_per_model_and_checks_its_settings(ray_cluster, runs, tiny_model):
+    """(Building reads Ray's runtime context: on the session's cluster, not one of its own.)"""
+    from rayalign.serving.app import build_app
+
+    app = build_app({"runs_dir": str(runs), "models": [], "auth": {"enabled": False}})
+    policies = app._bound_deployment.init_kwargs["llm_deployments"]
+    assert sorted(policies) == ["full", Path(tiny_model).name]
+    base = policies[Path(tiny_model).name]._bound_deployment.init_kwargs["llm_config"]
+    assert base.engine_kwargs["enable_lora"] and base.lora_config.max_num_adapters_per_replica == 4
+    assert policies["full"]._bound_deployment.init_kwargs["llm_config"].lora_config is None
+    with pytest.raises(ValidationError, match="max_model_len"):
+        build_app({"runs_dir": str(runs), "engine": {"max_model_len": 0}})
+    with pytest.raises(ValidationError, match="judge.max_tokens=50 may cut a constrained reply short"):
+        build_app({"runs_dir": str(runs), "judge": {"max_tokens": 50}})
+    with pytest.raises(ValueError, match="nothing to serve"):
+        build_app({"runs_dir": str(runs / "missing")})
