@@ -64,6 +64,10 @@ class VllmEngine:
             threads = rollout.threads or max(int(rollout.cpus_per_worker), 1)
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{threads - 1}")
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            # Ray sets OMP_NUM_THREADS to the actor's CPU share (1 when colocated); the engine
+            # runs alone in its phase, so it gets the threads it was given.
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+            torch.set_num_threads(threads)
 
     def generate(self, prompts: list[list[int]], n: int = 1, greedy: bool = False,
                  max_new_tokens: int | None = None) -> list[list[Sample]]:
