@@ -98,6 +98,11 @@ def test_the_application_graph_has_a_policy_per_model_and_checks_its_settings(ra
     base = policies[Path(tiny_model).name]._bound_deployment.init_kwargs["llm_config"]
     assert base.engine_kwargs["enable_lora"] and base.lora_config.max_num_adapters_per_replica == 4
     assert policies["full"]._bound_deployment.init_kwargs["llm_config"].lora_config is None
+    assert app._bound_deployment.init_kwargs["lora_bases"] == [Path(tiny_model).name]
+    plain = build_app({"runs_dir": str(runs), "models": [], "auth": {"enabled": False}, "adapters": {"enabled": False}})
+    assert plain._bound_deployment.init_kwargs["lora_bases"] == []
+    base = plain._bound_deployment.init_kwargs["llm_deployments"][Path(tiny_model).name]
+    assert "enable_lora" not in base._bound_deployment.init_kwargs["llm_config"].engine_kwargs
     with pytest.raises(ValidationError, match="max_model_len"):
         build_app({"runs_dir": str(runs), "engine": {"max_model_len": 0}})
     with pytest.raises(ValidationError, match="judge.max_tokens=50 may cut a constrained reply short"):

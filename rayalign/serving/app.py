@@ -58,7 +58,9 @@ def build_app(args: dict) -> Application:
     settings = ServeSettings.model_validate(args)
     settings.runs_dir = str(Path(settings.runs_dir).expanduser().resolve())  # replicas run elsewhere
     runs = discover_runs(settings.runs_dir)
-    configs = [llm_config(name, folder, settings, adapters=True)
+    with_adapters = {r.base for r in runs if r.kind == "adapter"}
+    lora = settings.adapters.enabled
+    configs = [llm_config(name, folder, settings, adapters=lora is True or (lora == "auto" and name in with_adapters))
                for name, folder in base_models(settings.models, runs, settings.runs_dir).items()]
     configs += [llm_config(r.run, r.path, settings, adapters=False) for r in runs if r.kind == "full"]
     if not configs:
@@ -73,4 +75,5 @@ def build_app(args: dict) -> Application:
     if "num_replicas" in ingress_options:
         ingress_options.pop("autoscaling_config", None)
     return serve.deployment(ingress_class(settings), **ingress_options).bind(
-        llm_deployments=policies, model_cards=cards, rewards=rewards, settings=settings.model_dump())
+        llm_deployments=policies, model_cards=cards, rewards=rewards, settings=settings.model_dump(),
+        lora_bases=[c.model_id for c in configs if c.lora_config is not None])

@@ -37,8 +37,9 @@ RESCAN_S = 5.0  # how long a listing of the run folders is reused
 
 
 class RayalignIngress(OpenAiIngress):
-    def __init__(self, llm_deployments, model_cards, *, rewards, settings: dict):
+    def __init__(self, llm_deployments, model_cards, *, rewards, settings: dict, lora_bases: list[str]):
         super().__init__(llm_deployments, model_cards)
+        self.lora_bases = set(lora_bases)  # the base models whose engines take adapters
         self.settings = ServeSettings.model_validate(settings)
         load_api_keys(self.settings.auth)  # no keys with auth on: fail the deployment, not the requests
         self.rewards_handle = rewards
@@ -53,7 +54,7 @@ class RayalignIngress(OpenAiIngress):
         return {r.run: r for r in runs if r.kind == kind}
 
     def adapter_ids(self) -> list[str]:
-        return [f"{r.base}:{r.run}" for r in self.runs("adapter").values() if r.base in self._model_cards]
+        return [f"{r.base}:{r.run}" for r in self.runs("adapter").values() if r.base in self.lora_bases]
 
     async def _get_model_id(self, model):
         model_id = await super()._get_model_id(model)
