@@ -159,12 +159,12 @@ def test_ppo_with_a_critic_and_a_trained_reward_model_raises_reward(ray_cluster,
     assert rm["eval_accuracy_after"] > 0.9
 
     config = tiny_rl_config(tmp_path, tiny_model, prompt_file, name="ppo-rm", overrides=[
-        "rlhf.algorithm=ppo", "rlhf.steps=30", f"rewards=[{{type: model, path: {rm['final']}}}]",
+        "rlhf.algorithm=ppo", "rlhf.steps=40", "rlhf.samples_per_prompt=8", f"rewards=[{{type: model, path: {rm['final']}}}]",
         f"critic.name_or_path={rm['final']}", "critic.lr=1e-3"])
     run_rlhf(config)
     metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
     rewards = [m["reward/model_mean"] for m in metrics if "reward/model_mean" in m]
-    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.5, rewards
+    assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10 + 0.3, " ".join(f"{r:.2f}" for r in rewards)
     assert all("critic/loss" in m for m in metrics if "reward/model_mean" in m)
 
 
