@@ -50,9 +50,14 @@ def collate_rollouts(rollouts: list[Rollout], pad_id: int, normaliser: float | N
         "response_mask": torch.tensor(response),
     }
     for name in rollouts[0].fields:
-        batch[name] = torch.tensor([list(r.fields[name]) + [0.0] * (width - len(r.fields[name])) for r in rollouts])
+        batch[name] = pad_rows([r.fields[name] for r in rollouts], width)
     batch["normaliser"] = float(normaliser if normaliser is not None else batch["response_mask"].sum().clamp(min=1))
     return batch
+
+
+def pad_rows(rows: list[list[float]], width: int) -> torch.Tensor:
+    """Per-token rows, right-padded with 0 to `width` columns: [len(rows), width]."""
+    return torch.tensor([list(row) + [0.0] * (width - len(row)) for row in rows])
 
 
 def sequence_tokens(rollout: Rollout) -> int:

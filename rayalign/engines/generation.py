@@ -27,11 +27,9 @@ PARTIAL_RELOAD_LOGGERS = ("vllm.model_executor.model_loader.reload.layerwise",
                           "vllm.model_executor.model_loader.reload.inplace")
 
 
-def write_payload(payload: dict[str, bytes], root: str | None = None) -> str:
+def write_payload(payload: dict[str, bytes]) -> str:
     """Write a folder's files into a fresh temporary folder (in /dev/shm when it exists)."""
-    if root is None:
-        root = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    folder = tempfile.mkdtemp(prefix="rayalign-weights-", dir=root)
+    folder = tempfile.mkdtemp(prefix="rayalign-weights-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     for name, data in payload.items():
         (Path(folder) / name).write_bytes(data)
     return folder

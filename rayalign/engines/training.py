@@ -43,6 +43,11 @@ def _to_device(batch: dict, device) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+def plain_stats(stats: dict) -> dict:
+    """An objective's stats as Python numbers, or (nested) lists for per-row values."""
+    return {k: v.item() if v.numel() == 1 else v.float().cpu().tolist() for k, v in stats.items()}
+
+
 class TrainingEngine:
     """Wraps a (possibly peft) model in DeepSpeed with AdamW and an LR schedule."""
 
@@ -90,8 +95,7 @@ class TrainingEngine:
         self.engine.eval()
         results = []
         for batch in batches:
-            stats = objective(self.engine, _to_device(batch, self.engine.device))[1]
-            results.append({k: v.item() if v.numel() == 1 else v.float().cpu().tolist() for k, v in stats.items()})
+            results.append(plain_stats(objective(self.engine, _to_device(batch, self.engine.device))[1]))
         return results
 
     def save_checkpoint(self, folder: str, client_state: dict | None = None) -> None:

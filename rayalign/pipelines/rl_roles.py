@@ -7,6 +7,7 @@ closing it frees all of them.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from rayalign.data.rollouts import Rollout, Sample, collate_rollouts
 from rayalign.models.loading import adapter_base
 from rayalign.models.registry import resolve_model
 from rayalign.pipelines.offline import forward_all
-from rayalign.workers.group import ActorGroup, WorkerError, reserve
+from rayalign.workers.group import ActorGroup, reserve
 from rayalign.workers.placement import CRITIC, REFERENCE, REWARD, ROLLOUT, TRAINER, plan_placement
 from rayalign.workers.reference import ReferenceWorker
 from rayalign.workers.reward import RewardWorker
@@ -27,7 +28,6 @@ from rayalign.workers.trainer import TrainerSpec, setup_trainers, trainer_actors
 
 @dataclass
 class BatchShape:
-    rollouts: int        # samples per step: prompts_per_step x samples_per_prompt
     mini_batch: int      # samples per optimizer step
     accumulation: int    # micro-batches per rank per optimizer step
 
@@ -46,7 +46,7 @@ def batch_shape(config: RunConfig) -> BatchShape:
     if mini_batch % (world * micro):
         raise ConfigError(f"a mini-batch of {mini_batch} rollouts must split evenly over placement.num_workers "
                          f"({world}) x train.micro_batch_size ({micro})")
-    return BatchShape(rollouts, mini_batch, mini_batch // (world * micro))
+    return BatchShape(mini_batch, mini_batch // (world * micro))
 
 
 def policy_model_folder(config: RunConfig) -> str:
@@ -86,6 +86,11 @@ class RlRoles:
             self.close()
             raise
 
+    @functools.cached_property
+    def folder(self) -> str:
+        """What the rollout engines and the reference load."""
+        return policy_model_folder(self.config)
+
     def _group(self, actor_class, role: str, slot, args_for_rank) -> ActorGroup:
         group = ActorGroup(actor_class, role, len(slot.bundles), slot.cpus, slot.gpus, self.config.placement.timeout_s,
                            args_for_rank, placement=self.placement, bundles=slot.bundles)
@@ -106,7 +111,7 @@ class RlRoles:
                 setattr(self, "trainers" if role == TRAINER else "critic", group)
         if REFERENCE in slots:
             self.reference = self._group(ReferenceWorker, REFERENCE, slots[REFERENCE], lambda rank: (
-                policy_model_folder(config), config.model.dtype, self.threads))
+                self.folder, config.model.dtype, self.threads))
 
     def where(self) -> dict[str, list[dict]]:
         """Where every actor of every role landed (node, GPU ids, resources)."""
@@ -114,7 +119,6 @@ class RlRoles:
 
     def _start(self, shape: BatchShape, first_step: int) -> None:
         config, rl, placement = self.config, self.config.rlhf, self.config.placement
-        folder = policy_model_folder(config)
         optimizer_steps = rl.steps * rl.update_epochs * rl.mini_batches
         train = config.train.model_copy(update={"gradient_accumulation_steps": shape.accumulation})
         options = {"clip_range": rl.clip_range, "clip_range_high": rl.clip_range_high, "kl_coef": rl.kl_coef,
@@ -124,7 +128,7 @@ class RlRoles:
         lora_rank = config.model.lora.r if self.sync_mode == "adapter" else None
         rollout = config.rollout.model_copy(update={"max_model_len": config.rollout.max_model_len
                                                     or config.data.max_length})
-        engines_ready = [a.setup.remote(rollout.engine, folder, rollout, config.seed + 1000 * first_step, lora_rank)
+        engines_ready = [a.setup.remote(rollout.engine, self.folder, rollout, config.seed + 1000 * first_step, lora_rank)
                          for a in self.rollout.actors]
         self.counts = setup_trainers(self.trainers, TrainerSpec(config.model, train, optimizer_steps, "policy",
                                                                 options, "causal_lm"), placement)
@@ -172,13 +176,8 @@ class RlRoles:
         shared = ray.put(self.trainers.call("weights_payload", self.sync_mode, self.config.rollout.dtype)[0])
         refs = [a.load_adapter.remote(shared, version) if self.sync_mode == "adapter" else a.load_weights.remote(shared)
                 for a in self.rollout.actors]
-        try:
-            ray.get(refs, timeout=self.config.rollout.sync_timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            raise WorkerError(f"{ROLLOUT}: weight sync (version {version}) gave no answer within "
-                              f"{self.config.rollout.sync_timeout_s:.0f} s (rollout.sync_timeout_s)") from None
-        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError):
-            self.rollout.gather(refs, f"weight sync (version {version})")  # names the rank and the cause
+        self.rollout.gather(refs, f"weight sync (version {version}, rollout.sync_timeout_s)",
+                            self.config.rollout.sync_timeout_s)
         return time.perf_counter() - started
 
     def shutdown(self) -> None:

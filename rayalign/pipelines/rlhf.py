@@ -29,7 +29,7 @@ from rayalign.algorithms.kl import kl_estimate
 from rayalign.config import ConfigError, RunConfig
 from rayalign.data.batching import sample_indices
 from rayalign.data.prompts import PromptExample, load_prompts
-from rayalign.data.rollouts import Rollout, collate_rollouts, sequence_tokens
+from rayalign.data.rollouts import Rollout, collate_rollouts, pad_rows, sequence_tokens
 from rayalign.models.loading import load_tokenizer
 from rayalign.pipelines.offline import split_held_out
 from rayalign.pipelines.rl_roles import BatchShape, RlRoles, batch_shape
@@ -146,7 +146,7 @@ def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, prompts: list[
     # 3. forward passes the update needs
     rollouts = [Rollout(s) for s in samples]
     width = max(max(len(s.response_ids) for s in samples), 1)
-    mask = _padded([[1.0] * len(s.response_ids) for s in samples], width)
+    mask = pad_rows([[1.0] * len(s.response_ids) for s in samples], width)
     reuse = rl.update_epochs > 1 or rl.mini_batches > 1
     if reuse or (rl.kl_coef and rl.kl_in_reward):
         _attach(rollouts, "old_logprobs", roles.forward(roles.trainers, rollouts, "logprobs", "logprobs", pad, micro))
@@ -244,17 +244,13 @@ def evaluate(roles: RlRoles, eval_set: list[PromptExample], tokenizer) -> dict:
     return metrics
 
 
-def _padded(rows: list[list[float]], width: int) -> torch.Tensor:
-    return torch.tensor([list(row) + [0.0] * (width - len(row)) for row in rows])
-
-
 def _attach(rollouts: list[Rollout], name: str, rows: list[list[float]]) -> None:
     for rollout, row in zip(rollouts, rows):
         rollout.fields[name] = row
 
 
 def _field(rollouts: list[Rollout], name: str, width: int) -> torch.Tensor:
-    return _padded([r.fields[name] for r in rollouts], width)
+    return pad_rows([r.fields[name] for r in rollouts], width)
 
 
 def _brief(metrics: dict) -> str:

@@ -52,11 +52,13 @@ class ActorGroup:
     def __len__(self) -> int:
         return len(self.actors)
 
-    def gather(self, refs: list, what: str) -> list:
+    def gather(self, refs: list, what: str, timeout_s: float | None = None) -> list:
+        """The results of `refs`, within `timeout_s` (default: the group's)."""
+        timeout_s = timeout_s or self.timeout_s
         try:
-            return ray.get(refs, timeout=self.timeout_s)
+            return ray.get(refs, timeout=timeout_s)
         except GetTimeoutError:
-            raise WorkerError(f"{self.role}: {what} gave no answer within {self.timeout_s:.0f} s") from None
+            raise WorkerError(f"{self.role}: {what} gave no answer within {timeout_s:.0f} s") from None
         except (RayTaskError, RayActorError) as exc:
             rank = next((i for i, ref in enumerate(refs) if _failed(ref)), "?")
             raise WorkerError(f"{self.role} rank {rank}: {what} failed: {_describe(exc)}") from exc

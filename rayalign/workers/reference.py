@@ -28,7 +28,8 @@ class ReferenceWorker:
 
     @torch.no_grad()
     def evaluate(self, batches: list[dict], objective: str = "logprobs") -> list[dict]:
+        from rayalign.engines.training import plain_stats
         from rayalign.workers.objectives import make_objective
 
         forward = make_objective(objective, {})
-        return [{k: v.float().tolist() for k, v in forward(self.model, batch)[1].items()} for batch in batches]
+        return [plain_stats(forward(self.model, batch)[1]) for batch in batches]
