@@ -27,14 +27,18 @@ def _sft(args) -> int:
     return 0
 
 
+def _print_pair_figures(label: str, report: dict) -> None:
+    """Held-out pairwise accuracy and mean margin, before -> after (reward models, DPO)."""
+    if report["eval_accuracy_before"] is not None:
+        print(f"{label}: {report['eval_accuracy_before']:.3f} -> {report['eval_accuracy_after']:.3f}; "
+              f"mean margin {report['eval_margin_before']:.3f} -> {report['eval_margin_after']:.3f}")
+
+
 def _rm(args) -> int:
     from rayalign.pipelines.reward_model import run_reward_model
 
     report = run_reward_model(load_config(args.config, args.overrides, method="rm"))
-    if report["eval_accuracy_before"] is not None:
-        print(f"[rm] held-out pairwise accuracy: {report['eval_accuracy_before']:.3f} -> "
-              f"{report['eval_accuracy_after']:.3f}; mean margin {report['eval_margin_before']:.3f} -> "
-              f"{report['eval_margin_after']:.3f}")
+    _print_pair_figures("[rm] held-out pairwise accuracy", report)
     stats = report["reward_stats"]
     print(f"[rm] reward statistics on the training pairs: mean {stats['mean']:.4f}, std {stats['std']:.4f}")
     print(f"[rm] reward model written to {report['final']}")
@@ -58,10 +62,7 @@ def _dpo(args) -> int:
     from rayalign.pipelines.dpo import run_dpo
 
     report = run_dpo(load_config(args.config, args.overrides, method="dpo"))
-    if report["eval_accuracy_before"] is not None:
-        print(f"[dpo] held-out preference accuracy of the implicit reward: {report['eval_accuracy_before']:.3f} -> "
-              f"{report['eval_accuracy_after']:.3f}; mean margin {report['eval_margin_before']:.3f} -> "
-              f"{report['eval_margin_after']:.3f}")
+    _print_pair_figures("[dpo] held-out preference accuracy of the implicit reward", report)
     print(f"[dpo] tuned model written to {report['final']}")
     return 0
 
