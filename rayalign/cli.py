@@ -79,6 +79,66 @@ def _rlhf(args) -> int:
     return 0
 
 
+def _eval(args) -> int:
+    import json
+
+    from rayalign.config import RewardSourceConfig, RolloutConfig
+    from rayalign.evaluation.evaluate import Sampling
+    from rayalign.pipelines.evaluate import EvalRequest, run_eval
+
+    rewards = None
+    if args.rewards:
+        rewards = [RewardSourceConfig.model_validate(source) for source in _reward_list(args.rewards)]
+    rollout = RolloutConfig(engine=args.engine, num_workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                            max_model_len=args.max_model_len)
+    request = EvalRequest(args.model, args.data, rewards, args.prompt,
+                          Sampling(args.samples, args.temperature, args.max_new_tokens), rollout, args.out_dir,
+                          args.address, args.seed)
+    results = run_eval(request)
+    for result in results:
+        for task, scores in result["by_task"].items():
+            total = scores["total"]
+            print(f"[eval]   {result['data_label']} {task:>14}: {total['mean']:.3f} "
+                  f"[{total['low']:.3f}, {total['high']:.3f}] (n={total['n']})")
+        if "written_to" in result:
+            print(f"[eval] written to {result['written_to']}")
+    if args.out:
+        with open(args.out, "w") as out:
+            json.dump(results if len(results) > 1 else results[0], out, indent=1)
+        print(f"[eval] written to {args.out}")
+    elif not any("written_to" in result for result in results):
+        json.dump(results if len(results) > 1 else results[0], sys.stdout, indent=1)
+        print()
+    return 0
+
+
+def _reward_list(path: str) -> list[dict]:
+    """A YAML file holding a list of reward sources (or a mapping with `rewards:`)."""
+    import yaml
+
+    from rayalign.config import ConfigError
+
+    try:
+        loaded = yaml.safe_load(open(path))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--rewards {path}: {exc}") from None
+    sources = loaded.get("rewards") if isinstance(loaded, dict) else loaded
+    if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
+        raise ConfigError(f"--rewards {path}: expected a list of reward sources (type, path/url, weight, ...)")
+    return sources
+
+
+def _prompt(args) -> int:
+    from rayalign.pipelines.prompting import run_prompting
+
+    report = run_prompting(load_config(args.config, args.overrides, method="prompt"))
+    held = report["held_out"]["scores"]["total"]
+    print(f"[prompt] chosen variant: {report['chosen']}; held-out {held['mean']:.3f} "
+          f"[{held['low']:.3f}, {held['high']:.3f}]")
+    print(f"[prompt] prompting run written to {report['final']}")
+    return 0
+
+
 def _serve(args) -> int:
     import time
 
@@ -163,6 +223,32 @@ def build_parser() -> argparse.ArgumentParser:
                                "functions or remote scorers")
     _add_run_arguments(rlhf)
     rlhf.set_defaults(handler=_rlhf)
+
+    evaluate = commands.add_parser("eval", help="score a model (built-in, folder, run, prompting run) on eval "
+                                   "sets with reward sources, through the rollout workers")
+    evaluate.add_argument("--model", required=True, help="a built-in name, an HF folder, a run folder or a "
+                          "prompting run folder")
+    evaluate.add_argument("--data", required=True, nargs="+", help="one or more eval files (shipped:NAME too)")
+    evaluate.add_argument("--rewards", help="a YAML list of reward sources (default: the run's own, else the "
+                          "rule checks the rows carry)")
+    evaluate.add_argument("--prompt", help="a prompting run folder: ask the questions its way")
+    evaluate.add_argument("--samples", type=int, default=1, help="answers per prompt (pass@k, mean over n)")
+    evaluate.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=64)
+    evaluate.add_argument("--max-model-len", type=int, default=512)
+    evaluate.add_argument("--engine", choices=("vllm", "hf"), default="vllm")
+    evaluate.add_argument("--workers", type=int, default=1, help="rollout workers (data-parallel)")
+    evaluate.add_argument("--cpus-per-worker", type=float, default=2)
+    evaluate.add_argument("--out", help="also write the result(s) as JSON here")
+    evaluate.add_argument("--out-dir", help="keep results in OUT_DIR/eval/ (default: the run folder, if any)")
+    evaluate.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, a local cluster)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(handler=_eval)
+
+    prompt = commands.add_parser("prompt", help="prompting as a method: score prompt variants on a dev split, "
+                                 "report the best on held-out prompts")
+    _add_run_arguments(prompt)
+    prompt.set_defaults(handler=_prompt)
 
     serve = commands.add_parser("serve", help="serve tuned models, reward models and the judge "
                                 "(OpenAI-compatible, Ray Serve)")

@@ -12,15 +12,15 @@ such as `train.lr=1e-4` are applied on top. Unknown keys and wrong types raise
 
 from rayalign.config.loading import (RECIPES_DIR, apply_override, dump_config, load_config, resolve_recipe,
                                      save_config)
-from rayalign.config.methods import (CriticConfig, DpoConfig, RewardModelConfig, RewardSourceConfig, RlhfConfig,
-                                     RolloutConfig)
+from rayalign.config.methods import (CriticConfig, DpoConfig, PromptConfig, PromptVariantConfig, RewardModelConfig,
+                                     RewardSourceConfig, RlhfConfig, RolloutConfig)
 from rayalign.config.run import ConfigError, RunConfig
 from rayalign.config.sections import (DataConfig, FreezeConfig, LoggingConfig, LoraConfig, ModelConfig,
                                       PlacementConfig, TrainConfig)
 
 __all__ = [
     "RECIPES_DIR", "apply_override", "dump_config", "load_config", "resolve_recipe", "save_config",
-    "CriticConfig", "DpoConfig", "RewardModelConfig", "RewardSourceConfig", "RlhfConfig", "RolloutConfig",
+    "CriticConfig", "DpoConfig", "PromptConfig", "PromptVariantConfig", "RewardModelConfig", "RewardSourceConfig", "RlhfConfig", "RolloutConfig",
     "ConfigError", "RunConfig",
     "DataConfig", "FreezeConfig", "LoggingConfig", "LoraConfig", "ModelConfig", "PlacementConfig", "TrainConfig",
 ]

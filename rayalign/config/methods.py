@@ -130,3 +130,41 @@ class RlhfConfig(_Strict):
     save_every: int = Field(0, ge=0)
 
 
+
+
+class PromptVariantConfig(_Strict):
+    """One way of asking: a system prompt, a template around the user's turn (with `{prompt}`),
+    and `shots` few-shot examples from the pool: the first ones (`shots_seed` unset) or drawn
+    with `shots_seed`."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9._-]+$")
+    system: str | None = None
+    template: str = "{prompt}"
+    shots: int = Field(0, ge=0)
+    shots_seed: int | None = None
+
+    @model_validator(mode="after")
+    def _one_placeholder(self):
+        if self.template.count("{prompt}") != 1:
+            raise ValueError(f"template must contain {{prompt}} exactly once, got {self.template!r}")
+        return self
+
+
+class PromptConfig(_Strict):
+    """Prompting as a method: every variant is scored on a dev split, the best (by the mean of
+    `select_by`: `total` or a reward source's label) is reported on data.eval. The dev split is
+    `dev` if given, else `dev_samples` prompts drawn from data.train; few-shot examples come from
+    `examples` (default data.train), never from the dev or held-out prompts."""
+
+    variants: list[PromptVariantConfig] = [PromptVariantConfig(name="plain")]
+    dev: str | None = None
+    dev_samples: int = Field(64, gt=0)
+    examples: str | None = None
+    select_by: str = "total"
+
+    @model_validator(mode="after")
+    def _distinct_names(self):
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names) or not names:
+            raise ValueError(f"prompt variants need distinct names, got {names}")
+        return self

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from rayalign.config.methods import (CriticConfig, DpoConfig, RewardModelConfig, RewardSourceConfig, RlhfConfig,
-                                     RolloutConfig)
+from rayalign.config.methods import (CriticConfig, DpoConfig, PromptConfig, RewardModelConfig, RewardSourceConfig,
+                                     RlhfConfig, RolloutConfig)
 from rayalign.config.sections import DataConfig, LoggingConfig, ModelConfig, PlacementConfig, TrainConfig, _Strict
 
 
@@ -17,7 +17,7 @@ class ConfigError(ValueError):
 
 
 class RunConfig(_Strict):
-    method: Literal["sft", "rm", "dpo", "rlhf"]
+    method: Literal["sft", "rm", "dpo", "rlhf", "prompt"]
     name: str = Field(..., pattern=r"^[A-Za-z0-9._-]+$")
     output_dir: str = "runs"
     seed: int = 0
@@ -30,6 +30,7 @@ class RunConfig(_Strict):
     rollout: RolloutConfig = RolloutConfig()
     rewards: list[RewardSourceConfig] = []
     critic: CriticConfig = CriticConfig()
+    prompt: PromptConfig = PromptConfig()
     placement: PlacementConfig = PlacementConfig()
     logging: LoggingConfig = LoggingConfig()
 

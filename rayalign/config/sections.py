@@ -33,7 +33,13 @@ class FreezeConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """`name_or_path`: a built-in name, a Hugging Face folder, or a run folder to start from.
+    `parent`: when that is a LoRA adapter, `merge` it into its base first (the default: a new
+    LoRA or full training on top; the parent is the reference) or `continue` training it
+    (SFT, DPO, reward models; leave `lora` unset). See rayalign/models/chain.py."""
+
     name_or_path: str = "smollm2-135m-instruct"
+    parent: Literal["merge", "continue"] = "merge"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     lora: LoraConfig | None = None
     freeze: FreezeConfig | None = None
@@ -43,6 +49,8 @@ class ModelConfig(_Strict):
     def _one_way_to_train(self):
         if self.lora is not None and self.freeze is not None:
             raise ValueError("set either lora or freeze, not both (LoRA already freezes the base)")
+        if self.parent == "continue" and (self.lora is not None or self.freeze is not None):
+            raise ValueError("parent: continue trains the parent's own adapter; leave lora and freeze unset")
         return self
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rayalign.data.formats import CONVERSATIONAL, PROMPT_COMPLETION, PROMPT_ONLY, load_examples
+from rayalign.data.prompting import PromptVariant
 from rayalign.data.readers import Row
 
 PROMPT_FORMATS = (PROMPT_ONLY, PROMPT_COMPLETION, CONVERSATIONAL)
@@ -65,3 +66,19 @@ def load_prompts(path: str, tokenizer, max_prompt_length: int) -> list[PromptExa
                             "(data.max_length minus rollout.max_new_tokens)")
         examples.append(PromptExample(row, prompt, ids, metadata))
     return examples
+
+
+def with_variant(examples: list[PromptExample], variant: PromptVariant | None, tokenizer,
+                 max_prompt_length: int) -> list[PromptExample]:
+    """The examples as `variant` asks them (system prompt, few-shot turns, template), re-encoded;
+    `prompt` and the metadata stay as the user wrote them, so rewards see the original question."""
+    if variant is None:
+        return examples
+    shown = []
+    for example in examples:
+        ids = encode_prompt(variant.apply(example.prompt), tokenizer)
+        if len(ids) > max_prompt_length:
+            raise example.row.error(None, f"{len(ids)} tokens with prompt variant {variant.name!r}; the limit is "
+                                    f"{max_prompt_length} (fewer shots, or a larger max_length)")
+        shown.append(PromptExample(example.row, example.prompt, ids, example.metadata))
+    return shown

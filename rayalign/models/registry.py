@@ -48,8 +48,21 @@ def _materialise_smollm2(target: Path) -> None:
 BUILTIN_MODELS = {"smollm2-135m-instruct": _materialise_smollm2}
 
 
+def run_model(run: Path) -> str:
+    """The tuned model of a run folder (`final/`: an adapter or a full model)."""
+    final = run / "final"
+    if (final / "config.json").is_file() or (final / "adapter_config.json").is_file():
+        return str(final)
+    if (run / "prompt.json").is_file():
+        raise FileNotFoundError(f"model {str(run)!r} is a prompting run: it has no weights of its own; evaluate it "
+                                f"with `rayalign eval --model {run}` or serve it as <base>:{run.name}")
+    raise FileNotFoundError(f"model {str(run)!r}: a run folder without a final model (the run has not finished; "
+                            "run it again to resume)")
+
+
 def resolve_model(name_or_path: str) -> str:
-    """A local folder for a built-in name (materialised on first use) or an HF folder."""
+    """A local folder for a built-in name (materialised on first use), an HF folder, an
+    adapter folder, or a run folder (its `final/`)."""
     if name_or_path in BUILTIN_MODELS:
         target = cache_dir() / name_or_path
         if (target / "config.json").is_file():
@@ -69,7 +82,10 @@ def resolve_model(name_or_path: str) -> str:
     path = Path(name_or_path).expanduser()
     if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
         return str(path)
+    if (path / "config.yaml").is_file():  # a run folder: its tuned model
+        return run_model(path)
     known = ", ".join(BUILTIN_MODELS)
     raise FileNotFoundError(
-        f"model {name_or_path!r}: not a built-in name ({known}) and not a folder with config.json"
+        f"model {name_or_path!r}: not a built-in name ({known}), not a folder with config.json "
+        "and not a run folder"
     )

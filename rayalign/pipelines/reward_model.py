@@ -15,6 +15,7 @@ import random
 
 from rayalign.config import RunConfig
 from rayalign.data.preference import collate_pairs, load_pairs, pair_tokens
+from rayalign.models.chain import resolve_start
 from rayalign.models.loading import load_tokenizer
 from rayalign.pipelines.offline import (OfflineMethod, forward_all, split_held_out, summarise_pairs, total_steps,
                                         train_offline, trainer_group)
@@ -26,6 +27,7 @@ REWARD_STATS = "reward_stats.json"
 
 def run_reward_model(config: RunConfig) -> dict:
     run = RunDir(config, tensorboard=config.logging.tensorboard)
+    config = resolve_start(config)  # a run folder or adapter to start from: merged once, or continued
     data = config.data
     tokenizer = load_tokenizer(config.model.name_or_path)
     train_set, eval_set = split_held_out(

@@ -22,7 +22,7 @@ from rayalign.workers.group import ActorGroup, reserve
 from rayalign.workers.placement import CRITIC, REFERENCE, REWARD, ROLLOUT, TRAINER, plan_placement
 from rayalign.workers.reference import ReferenceWorker
 from rayalign.workers.reward import RewardWorker
-from rayalign.workers.rollout import RolloutWorker
+from rayalign.workers.rollout import RolloutWorker, generate_split
 from rayalign.workers.trainer import TrainerSpec, setup_trainers, trainer_actors
 
 
@@ -54,8 +54,8 @@ def policy_model_folder(config: RunConfig) -> str:
     folder = resolve_model(config.model.name_or_path)
     base = adapter_base(folder)
     if base is not None:
-        raise ConfigError(f"model.name_or_path {config.model.name_or_path!r} is a LoRA adapter: merge it first "
-                         f"(rayalign model merge {folder} OUT) and start RL from the merged model")
+        raise ConfigError(f"model.name_or_path {config.model.name_or_path!r} is a LoRA adapter and model.parent is "
+                         "continue: RL starts from a full model; use model.parent: merge (the default)")
     return folder
 
 
@@ -147,12 +147,7 @@ class RlRoles:
     # ------------------------------------------------------------------ calls
     def generate(self, prompts: list[list[int]], n: int, greedy: bool = False) -> list[list[Sample]]:
         """n samples per prompt, the prompts split over the rollout workers in order."""
-        workers = len(self.rollout)
-        size = -(-len(prompts) // workers)
-        chunks = [prompts[i * size:(i + 1) * size] for i in range(workers)]
-        busy = [(actor, chunk) for actor, chunk in zip(self.rollout.actors, chunks) if chunk]
-        results = self.rollout.gather([a.generate.remote(chunk, n, greedy) for a, chunk in busy], "generate")
-        return [group for part in results for group in part]
+        return generate_split(self.rollout, prompts, n, greedy)
 
     def score(self, prompts: list, completions: list[str], metadata: list[dict]) -> tuple[list[float], dict]:
         return self.reward.gather([self.reward.actors[0].score.remote(prompts, completions, metadata)], "score")[0]

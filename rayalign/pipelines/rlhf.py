@@ -27,9 +27,13 @@ from tqdm import tqdm
 from rayalign.algorithms.advantages import compute_advantages
 from rayalign.algorithms.kl import kl_estimate
 from rayalign.config import ConfigError, RunConfig
+from rayalign.console import say
 from rayalign.data.batching import sample_indices
 from rayalign.data.prompts import PromptExample, load_prompts
 from rayalign.data.rollouts import Rollout, collate_rollouts, pad_rows, sequence_tokens
+from rayalign.evaluation.evaluate import Sampling, brief, data_label, flat_metrics
+from rayalign.evaluation.evaluate import evaluate as evaluate_prompts
+from rayalign.models.chain import resolve_start
 from rayalign.models.loading import load_tokenizer
 from rayalign.pipelines.offline import split_held_out
 from rayalign.pipelines.rl_roles import BatchShape, RlRoles, batch_shape
@@ -39,17 +43,18 @@ from rayalign.workers.cluster import connect
 
 def run_rlhf(config: RunConfig) -> dict:
     run = RunDir(config, tensorboard=config.logging.tensorboard)
+    config = resolve_start(config)  # a run folder or adapter to start from: merged once, or continued
     rl = config.rlhf
     tokenizer = load_tokenizer(config.model.name_or_path)
     train_set, eval_set = load_prompt_sets(config, tokenizer)
     shape = batch_shape(config)
     resumed = run.latest_checkpoint()
-    print(f"[rlhf] {rl.algorithm}: {len(train_set)} training prompts, {len(eval_set)} held out; {rl.steps} steps of "
-          f"{rl.prompts_per_step} prompts x {rl.samples_per_prompt} samples", flush=True)
+    say(f"[rlhf] {rl.algorithm}: {len(train_set)} training prompts, {len(eval_set)} held out; {rl.steps} steps of "
+        f"{rl.prompts_per_step} prompts x {rl.samples_per_prompt} samples")
 
     connect(config.placement.address)
     roles = RlRoles(config, shape, first_step=resumed[1]["step"] if resumed else 0)
-    print(f"[rlhf] policy {roles.counts}", flush=True)
+    say(f"[rlhf] policy {roles.counts}")
     with contextlib.closing(roles):
         if resumed:
             folder, state = resumed
@@ -58,12 +63,13 @@ def run_rlhf(config: RunConfig) -> dict:
                 roles.critic.call("load_checkpoint", str(folder / "critic"))
             step, seen, before = state["step"], state["samples_seen"], state["eval_before"]
             roles.sync_weights(version=step)
-            print(f"[rlhf] resumed from {folder} (step {step}, {seen} prompts seen)", flush=True)
+            say(f"[rlhf] resumed from {folder} (step {step}, {seen} prompts seen)")
         else:
             step, seen = 0, 0
-            before = evaluate(roles, eval_set, tokenizer)
-            run.log(0, before)
-            print(f"[rlhf] held-out before: {_brief(before)}", flush=True)
+            before = evaluate(roles, config, eval_set, tokenizer)
+            if before:
+                run.log(0, flat_metrics(before))
+                say(f"[rlhf] held-out before: {brief(before)}")
 
         timings: dict[str, list[float]] = defaultdict(list)
         bar = tqdm(total=rl.steps, initial=step, desc=rl.algorithm, disable=not config.logging.progress,
@@ -76,8 +82,10 @@ def run_rlhf(config: RunConfig) -> dict:
                 if key.startswith("time/"):
                     timings[key].append(value)
             if rl.eval_every and step % rl.eval_every == 0 and step < rl.steps:
-                metrics.update(evaluate(roles, eval_set, tokenizer))
-                print(f"\n[rlhf] step {step} held-out: {_brief(metrics)}", flush=True)
+                held_out = evaluate(roles, config, eval_set, tokenizer)
+                if held_out:
+                    metrics.update(flat_metrics(held_out))
+                    say(f"\n[rlhf] step {step} held-out: {brief(held_out)}")
             run.log(step, {**metrics, "prompts_seen": seen})
             bar.set_postfix(reward=f"{metrics['reward/total_mean']:.3f}")
             bar.update(1)
@@ -89,16 +97,19 @@ def run_rlhf(config: RunConfig) -> dict:
                 run.commit_checkpoint(staging, step, {"samples_seen": seen, "eval_before": before})
         bar.close()
 
-        after = evaluate(roles, eval_set, tokenizer)
-        run.log(step, after)
+        after = evaluate(roles, config, eval_set, tokenizer)
+        if after:
+            run.log(step, flat_metrics(after))
         roles.trainers.call("export", str(run.final), config.model.name_or_path)
         roles.shutdown()
 
     report = {
         "method": f"rlhf/{rl.algorithm}",
         "steps": step,
-        "eval_before": before,
-        "eval_after": after,
+        "eval_before": flat_metrics(before) if before else {},
+        "eval_after": flat_metrics(after) if after else {},
+        "held_out_before": before,
+        "held_out_after": after,
         "median_seconds": {key.removeprefix("time/"): statistics.median(v) for key, v in timings.items()},
         "trainable": roles.counts,
         "final": str(run.final),
@@ -225,23 +236,15 @@ def update(roles: RlRoles, rollouts: list[Rollout], shape: BatchShape, micro: in
     return ({k: statistics.fmean(v) for k, v in policy.items()}, {k: statistics.fmean(v) for k, v in critic.items()})
 
 
-def evaluate(roles: RlRoles, eval_set: list[PromptExample], tokenizer) -> dict:
-    """Greedy answers to the held-out prompts, scored by the run's rewards: the mean total,
-    each source's mean, and the mean total per `task` when the data names tasks."""
+def evaluate(roles: RlRoles, config: RunConfig, eval_set: list[PromptExample], tokenizer) -> dict | None:
+    """Greedy answers to the held-out prompts, scored by the run's rewards (see rayalign/evaluation)."""
     if not eval_set:
-        return {}
-    samples = [group[0] for group in roles.generate([p.prompt_ids for p in eval_set], 1, greedy=True)]
-    completions = tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
-    total, per_source = roles.score([p.prompt for p in eval_set], completions, [p.metadata for p in eval_set])
-    metrics = {"eval/reward": statistics.fmean(total),
-               **{f"eval/{label}": statistics.fmean(v) for label, v in per_source.items()},
-               "eval/response_length": statistics.fmean(len(s.response_ids) for s in samples)}
-    by_task = defaultdict(list)
-    for example, value in zip(eval_set, total):
-        if isinstance(example.metadata.get("task"), str):
-            by_task[example.metadata["task"]].append(value)
-    metrics.update({f"eval/task/{task}": statistics.fmean(v) for task, v in sorted(by_task.items())})
-    return metrics
+        return None
+    about = {"model": config.model.name_or_path, "label": config.name, "data": config.data.eval,
+             "data_label": data_label(config.data.eval) if config.data.eval else "held-out-fraction",
+             "prompt": None, "variant": None}
+    return evaluate_prompts(eval_set, roles.generate, roles.score, tokenizer,
+                            Sampling(1, 0.0, config.rollout.max_new_tokens), about)
 
 
 def _attach(rollouts: list[Rollout], name: str, rows: list[list[float]]) -> None:
@@ -251,8 +254,3 @@ def _attach(rollouts: list[Rollout], name: str, rows: list[list[float]]) -> None
 
 def _field(rollouts: list[Rollout], name: str, width: int) -> torch.Tensor:
     return pad_rows([r.fields[name] for r in rollouts], width)
-
-
-def _brief(metrics: dict) -> str:
-    return ", ".join(f"{key.removeprefix('eval/')} {value:.3f}" for key, value in metrics.items()
-                     if key.startswith("eval/") and "/task/" not in key)

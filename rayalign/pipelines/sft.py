@@ -14,6 +14,7 @@ from rayalign.config import DataConfig, RunConfig
 from rayalign.data.batching import collate
 from rayalign.data.encode import Encoded, encode_sft
 from rayalign.data.formats import CONVERSATIONAL, LANGUAGE_MODELING, PROMPT_COMPLETION, load_examples
+from rayalign.models.chain import resolve_start
 from rayalign.models.loading import load_tokenizer
 from rayalign.pipelines.offline import OfflineMethod, split_held_out, total_steps, train_offline, trainer_group
 from rayalign.runs import RunDir
@@ -38,6 +39,7 @@ def summarise_sft(stats: list[dict]) -> dict:
 
 def run_sft(config: RunConfig) -> dict:
     run = RunDir(config, tensorboard=config.logging.tensorboard)
+    config = resolve_start(config)  # a run folder or adapter to start from: merged once, or continued
     tokenizer = load_tokenizer(config.model.name_or_path)
     train_set, eval_set = load_sft_data(config.data, tokenizer, config.seed)
     steps = total_steps(config, len(train_set))

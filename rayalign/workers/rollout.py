@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ray
 
+from rayalign.workers.group import ActorGroup
 from rayalign.workers.placement import location
 
 
@@ -33,3 +34,12 @@ class RolloutWorker:
     def shutdown(self) -> None:
         if self.engine is not None:
             self.engine.close()
+
+
+def generate_split(group: ActorGroup, prompts: list[list[int]], n: int, greedy: bool = False) -> list[list]:
+    """n samples per prompt from a group of RolloutWorkers, the prompts split over them in order."""
+    size = -(-len(prompts) // len(group))
+    chunks = [prompts[i * size:(i + 1) * size] for i in range(len(group))]
+    busy = [(actor, chunk) for actor, chunk in zip(group.actors, chunks) if chunk]
+    results = group.gather([actor.generate.remote(chunk, n, greedy) for actor, chunk in busy], "generate")
+    return [samples for part in results for samples in part]
