@@ -23,6 +23,10 @@ backticks and asterisks and one trailing period are removed:
 Held-out split: each bank (and each pool of addition pairs, taken unordered) is shuffled
 once with a fixed seed that does not depend on `seed`, and its first fifth is the eval
 part, so no country, sentence, question or number pair of eval ever appears in train.
+
+Held-out phrasing: the split "eval_phrasing" asks eval's items with `PHRASING_TEMPLATES`,
+which no train or eval prompt uses, so it measures whether what a model learned carries
+over to the same constraints worded differently.
 """
 
 from __future__ import annotations
@@ -34,60 +38,65 @@ import re
 
 from rayalign.data.quickstart_banks import (
     CAPITALS, INCLUDE_BANK, LOWERCASE_BANK, MAX_WORDS_BANK, ONE_DIGIT_PAIRS, START_BANK,
-    TEMPLATES, TWO_DIGIT_PAIRS)
+    PHRASING_TEMPLATES, TEMPLATES, TWO_DIGIT_PAIRS)
 from rayalign.data.readers import SHIPPED_DIR
 
 TASKS = ("addition", "capital", "include_word", "max_words", "lowercase", "start_with")
-SHIPPED_SIZES = {"train": 800, "eval": 128}
+# split -> (the part of each bank its items come from, the templates its prompts use)
+SPLITS = {"train": ("train", TEMPLATES), "eval": ("eval", TEMPLATES),
+          "eval_phrasing": ("eval", PHRASING_TEMPLATES)}
+SHIPPED_SIZES = {"train": 800, "eval": 128}  # the quickstart records and preference pairs
+PHRASING_SIZE = 128  # records in the shipped quickstart_eval_phrasing.jsonl
 EVAL_FRACTION = 0.2
 
 
-def _addition(pair, variant):
-    a, b = pair if variant < 4 else pair[::-1]
-    return (TEMPLATES["addition"][variant % 4].format(a=a, b=b), str(a + b),
+def _addition(pair, variant, templates):
+    a, b = pair if variant < len(templates) else pair[::-1]
+    return (templates[variant % len(templates)].format(a=a, b=b), str(a + b),
             {"type": "number", "answer": a + b})
 
 
-def _capital(item, variant):
+def _capital(item, variant, templates):
     country, capital = item
-    return (TEMPLATES["capital"][variant].format(country=country), capital,
-            {"type": "one_word", "answer": capital})
+    return (templates[variant].format(country=country, Country=country[0].upper() + country[1:]),
+            capital, {"type": "one_word", "answer": capital})
 
 
-def _include_word(item, variant):
+def _include_word(item, variant, templates):
     topic, word, sentence = item
-    return (TEMPLATES["include_word"][variant].format(topic=topic, word=word), sentence,
+    return (templates[variant].format(topic=topic, word=word), sentence,
             {"type": "include_word", "word": word})
 
 
-def _max_words(item, variant):
+def _max_words(item, variant, templates):
     question, answer = item
     limits = range(max(3, len(answer.split())), 7)
-    n = limits[variant // 3 % len(limits)]
-    prompt = TEMPLATES["max_words"][variant % 3].format(
+    n = limits[variant // len(templates) % len(limits)]
+    prompt = templates[variant % len(templates)].format(
         n=n, question=question, Question=question[0].upper() + question[1:])
     return prompt, answer, {"type": "max_words", "n": n}
 
 
-def _lowercase(item, variant):
+def _lowercase(item, variant, templates):
     thing, sentence = item
-    return TEMPLATES["lowercase"][variant].format(thing=thing), sentence, {"type": "lowercase"}
+    return templates[variant].format(thing=thing), sentence, {"type": "lowercase"}
 
 
-def _start_with(item, variant):
+def _start_with(item, variant, templates):
     question, answer = item
-    return (TEMPLATES["start_with"][variant].format(question=question), answer,
+    return (templates[variant].format(question=question), answer,
             {"type": "starts_with", "prefix": "Yes"})
 
 
-# task -> (item pools, number of prompt variants per item, render(item, variant))
+# task -> (item pools, prompt variants per template, render(item, variant, templates)):
+# addition asks each pair in both orders, max_words with up to four word limits.
 _FAMILIES = {
-    "addition": ((ONE_DIGIT_PAIRS, TWO_DIGIT_PAIRS), 8, _addition),
-    "capital": ((CAPITALS,), 3, _capital),
-    "include_word": ((INCLUDE_BANK,), 3, _include_word),
-    "max_words": ((MAX_WORDS_BANK,), 12, _max_words),
-    "lowercase": ((LOWERCASE_BANK,), 3, _lowercase),
-    "start_with": ((START_BANK,), 3, _start_with),
+    "addition": ((ONE_DIGIT_PAIRS, TWO_DIGIT_PAIRS), 2, _addition),
+    "capital": ((CAPITALS,), 1, _capital),
+    "include_word": ((INCLUDE_BANK,), 1, _include_word),
+    "max_words": ((MAX_WORDS_BANK,), 4, _max_words),
+    "lowercase": ((LOWERCASE_BANK,), 1, _lowercase),
+    "start_with": ((START_BANK,), 1, _start_with),
 }
 
 _QUOTES = "\"'`*\u201c\u201d\u2018\u2019"
@@ -120,11 +129,11 @@ def check(spec: dict, completion: str) -> bool:
     raise ValueError(f"unknown check type {kind!r}")
 
 
-def _split_pool(task: str, index: int, pool: list, split: str) -> list:
+def _split_pool(task: str, index: int, pool: list, part: str) -> list:
     items = list(pool)
     random.Random(f"split:{task}:{index}").shuffle(items)
     cut = round(len(items) * EVAL_FRACTION)
-    return items[:cut] if split == "eval" else items[cut:]
+    return items[:cut] if part == "eval" else items[cut:]
 
 
 def _cycle(rng: random.Random, items: list, n_variants: int, k: int) -> list:
@@ -142,19 +151,21 @@ def _cycle(rng: random.Random, items: list, n_variants: int, k: int) -> list:
 
 def split_items(task: str, split: str) -> list:
     """The bank items of `task` that belong to `split`, in their fixed shuffled order."""
-    pools = _FAMILIES[task][0]
+    pools, part = _FAMILIES[task][0], SPLITS[split][0]
     return [item for index, pool in enumerate(pools)
-            for item in _split_pool(task, index, pool, split)]
+            for item in _split_pool(task, index, pool, part)]
 
 
 def _family_records(task: str, split: str, k: int, seed: int) -> list[tuple[dict, tuple]]:
-    pools, n_variants, render = _FAMILIES[task]
+    pools, per_template, render = _FAMILIES[task]
+    part, templates = SPLITS[split][0], SPLITS[split][1][task]
     rng = random.Random(f"{task}:{split}:{seed}")
     records = []
     for index, pool in enumerate(pools):
         share = k // len(pools) + (index < k % len(pools))
-        for item, variant in _cycle(rng, _split_pool(task, index, pool, split), n_variants, share):
-            prompt, answer, spec = render(item, variant)
+        items = _split_pool(task, index, pool, part)
+        for item, variant in _cycle(rng, items, per_template * len(templates), share):
+            prompt, answer, spec = render(item, variant, templates)
             if not check(spec, answer):
                 raise AssertionError(f"{task}: answer {answer!r} fails {spec} for {prompt!r}")
             records.append(({"messages": [{"role": "user", "content": prompt},
@@ -164,7 +175,7 @@ def _family_records(task: str, split: str, k: int, seed: int) -> list[tuple[dict
 
 
 def generate(split: str, n: int, seed: int = 0) -> list[dict]:
-    """n records of `split` ("train" or "eval"), balanced over TASKS, in a seeded order."""
+    """n records of `split` (a key of SPLITS), balanced over TASKS, in a seeded order."""
     return [record for record, _ in generate_with_items(split, n, seed)]
 
 
@@ -172,8 +183,8 @@ def generate_with_items(split: str, n: int, seed: int = 0) -> list[tuple[dict, t
     """`generate`'s records, each with the bank item it was written from: an unordered
     number pair, (country, capital), (topic, word, sentence), (question, answer),
     (thing, sentence) or (yes-question, answer)."""
-    if split not in SHIPPED_SIZES:
-        raise ValueError(f"split must be 'train' or 'eval', not {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, not {split!r}")
     records = []
     for index, task in enumerate(TASKS):
         k = n // len(TASKS) + (index < n % len(TASKS))
@@ -188,11 +199,13 @@ def prompt_messages(record: dict) -> list[dict]:
     return list(messages[:-1] if messages and messages[-1]["role"] == "assistant" else messages)
 
 
-def write_splits(folder: str, stem: str, make, seed: int = 0) -> dict[str, str]:
-    """Write {stem}_{train,eval}.jsonl from make(split, n, seed) into folder; returns {split: path}."""
+def write_splits(folder: str, stem: str, make, seed: int = 0,
+                 sizes: dict[str, int] = SHIPPED_SIZES) -> dict[str, str]:
+    """Write {stem}_{split}.jsonl of n records from make(split, n, seed) into folder for each
+    split and n in sizes (by default train and eval); returns {split: path}."""
     os.makedirs(folder, exist_ok=True)
     paths = {}
-    for split, n in SHIPPED_SIZES.items():
+    for split, n in sizes.items():
         paths[split] = os.path.join(folder, f"{stem}_{split}.jsonl")
         with open(paths[split], "w", encoding="utf-8", newline="\n") as f:
             for record in make(split, n, seed):
@@ -201,8 +214,9 @@ def write_splits(folder: str, stem: str, make, seed: int = 0) -> dict[str, str]:
 
 
 def write_shipped(folder: str, seed: int = 0) -> dict[str, str]:
-    """Write quickstart_{train,eval}.jsonl into folder; returns {split: path}."""
-    return write_splits(folder, "quickstart", generate, seed)
+    """Write quickstart_{train,eval,eval_phrasing}.jsonl into folder; returns {split: path}."""
+    sizes = {**SHIPPED_SIZES, "eval_phrasing": PHRASING_SIZE}
+    return write_splits(folder, "quickstart", generate, seed, sizes)
 
 
 if __name__ == "__main__":

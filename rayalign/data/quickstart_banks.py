@@ -12,7 +12,10 @@ reference answer, so a template only words the question and its constraint:
     lowercase     (thing, sentence)                 {thing}
     start_with    (yes-question, answer)            {question}
 
-`{Country}` and `{Question}` are the item with its first letter capitalised.
+`{Country}` and `{Question}` are the item with its first letter capitalised. `TEMPLATES`
+word the train and eval prompts. `PHRASING_TEMPLATES` word only the held-out-phrasing
+split: each states the same constraint (the same `check` spec holds) in a sentence built
+differently, sharing no run of four words with any template in `TEMPLATES`.
 """
 
 from __future__ import annotations
@@ -320,5 +323,45 @@ TEMPLATES = {
         "{question} Start your answer with 'Yes'.",
         "{question} Begin your reply with the word 'Yes'.",
         "Answer this question, starting with 'Yes': {question}",
+    ),
+}
+
+# task -> the templates of the held-out-phrasing split only (never in train or eval)
+PHRASING_TEMPLATES = {
+    "addition": (
+        "Please add {a} to {b} and reply with nothing but the result.",
+        "Tell me the sum of {a} and {b}. Digits only, no words.",
+        "I have {a} apples and get {b} more. How many apples is that? Write the number alone.",
+        "Here are two numbers: {a} and {b}. Your whole reply should be their total, nothing else.",
+    ),
+    "capital": (
+        "Reply with a single word: what city is {country}'s capital?",
+        "{Country}'s capital city is called what? One-word answer, please.",
+        "Quick geography quiz, answer in a single word: {country} has which city as its capital?",
+        "If I fly to {country}'s capital, which city do I land in? Name only the city.",
+    ),
+    "include_word": (
+        "Make sure the word '{word}' appears somewhere in a sentence you write about {topic}.",
+        "Topic: {topic}. Required word: '{word}'. Write a single sentence.",
+        "Tell me something about {topic} in one sentence, and don't leave out the word '{word}'.",
+        "I need a sentence on {topic}; it has to use '{word}' somewhere.",
+    ),
+    "max_words": (
+        "Keep it to {n} words or fewer. {Question}",
+        "{Question} Please be brief: your reply can't be longer than {n} words.",
+        "Here is a question for you: {question} Don't go over {n} words.",
+        "Word limit: {n}. Question: {Question}",
+    ),
+    "lowercase": (
+        "no capital letters at all, please: tell me about {thing} in a sentence.",
+        "Give me a sentence about {thing} in which not one letter is a capital.",
+        "Write a sentence about {thing} without a single uppercase letter, not even at the start.",
+        "Small letters only, from the first to the last: what is {thing} like? One sentence.",
+    ),
+    "start_with": (
+        "The first word of your reply has to be 'Yes'. {question}",
+        "{question} Make 'Yes' the very first word you write.",
+        "Question: {question} Please lead with 'Yes', then explain.",
+        "Before anything else, say 'Yes'. Then answer: {question}",
     ),
 }
