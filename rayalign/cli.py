@@ -27,6 +27,41 @@ def _sft(args) -> int:
     return 0
 
 
+def _quickstart(args) -> int:
+    from rayalign.pipelines.quickstart import run_quickstart
+
+    summary = run_quickstart(args.output_dir, args.overrides, address=args.address)
+    print(story_table(summary))
+    if summary["report"]:
+        print(f"[quickstart] comparison report: {summary['report']}")
+    print(f"[quickstart] serve the results: rayalign serve --runs {args.output_dir}  (models "
+          f"smollm2-135m-instruct:prompt, smollm2-135m-instruct:sft, sft:grpo)")
+    return 0
+
+
+def story_table(summary: dict) -> str:
+    """Held-out success (95% interval), on-topic share and answer length of every model, per split."""
+    splits = list(next(iter(summary["models"].values())))
+    titles = {"base": "base model", "prompt": f"best prompt ({summary['chosen_prompt']})", "sft": "SFT (LoRA)",
+              "grpo": "SFT + GRPO"}
+    header = f"{'model':<28}" + "".join(f"{_short(split):>42}" for split in splits)
+    lines = ["", "[quickstart] held-out success (rule check, 95% interval) | on-topic | tokens per answer", header]
+    for label, by_split in summary["models"].items():
+        cells = []
+        for split in splits:
+            f = by_split[split]
+            s, topic = f["success"], f["on_topic"]["mean"] if f["on_topic"] else float("nan")
+            cells.append(f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}] | {topic:.2f} | {f['tokens']:5.1f}")
+        lines.append(f"{titles.get(label, label):<28}" + "".join(f"{c:>42}" for c in cells))
+    return "\n".join(lines) + "\n"
+
+
+def _short(split: str) -> str:
+    from rayalign.evaluation.evaluate import data_label
+
+    return data_label(split)
+
+
 def _print_pair_figures(label: str, report: dict) -> None:
     """Held-out pairwise accuracy and mean margin, before -> after (reward models, DPO)."""
     if report["eval_accuracy_before"] is not None:
@@ -191,9 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rayalign", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    quickstart = commands.add_parser("quickstart", help="the end-to-end quickstart on the shipped model and data")
-    _add_run_arguments(quickstart, default_recipe="quickstart")
-    quickstart.set_defaults(handler=_sft)
+    quickstart = commands.add_parser("quickstart", help="the whole story on the shipped model and data: prompting "
+                                     "baseline, SFT, GRPO from SFT, one eval of all, a comparison report")
+    quickstart.add_argument("--output-dir", default="runs/quickstart", help="where the stages' run folders go")
+    quickstart.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, a local cluster)")
+    quickstart.add_argument("overrides", nargs="*", metavar="[stage:]key.path=value",
+                            help="overrides for every stage, or one (prompt:, sft:, grpo:), e.g. sft:train.max_steps=30")
+    quickstart.set_defaults(handler=_quickstart)
 
     sft = commands.add_parser("sft", help="supervised fine-tuning: full, partial (frozen modules/layers) or LoRA")
     _add_run_arguments(sft)

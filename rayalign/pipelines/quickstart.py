@@ -1,0 +1,122 @@
+"""`rayalign quickstart`: the whole story on the embedded default, in one command.
+
+    1. prompt  the prompting baseline: the base model asked five ways, the best chosen on dev
+    2. sft     LoRA SFT of the base model on the shipped instructions
+    3. grpo    GRPO from the SFT model with a KL leash to it, paid for obeying the rule and for
+               answering what was asked
+    4. eval    base, best prompt, SFT and SFT+GRPO on the same two held-out splits: new items,
+               and new items asked in phrasings that training never used
+    5. report  one table on the terminal, the comparison in <output_dir>/report.html
+
+Every stage is skipped when its result is there, and an interrupted one resumes from its last
+checkpoint: running the command again finishes the story.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rayalign.config import RewardSourceConfig, RunConfig, load_config
+from rayalign.console import say
+from rayalign.evaluation.evaluate import Sampling
+from rayalign.pipelines.evaluate import RULE_CHECK, EvalRequest, result_name, run_eval
+
+EVAL_SETS = ("shipped:quickstart_eval.jsonl", "shipped:quickstart_eval_phrasing.jsonl")
+EVAL_REWARDS = [RULE_CHECK, RewardSourceConfig(type="function", path="rayalign.rewards.quickstart:on_topic")]
+BASE = "base"
+
+
+@dataclass
+class Stage:
+    name: str       # also the run folder's name
+    recipe: str
+    title: str
+
+
+STAGES = (Stage("prompt", "quickstart_prompt", "best prompt"), Stage("sft", "quickstart", "SFT (LoRA)"),
+          Stage("grpo", "quickstart_grpo", "SFT + GRPO"))
+
+
+def stage_config(stage: Stage, root: Path, overrides: list[str]) -> RunConfig:
+    """A stage's recipe in <root>/<stage>; `key=value` overrides apply to every stage and
+    `<stage>:key=value` to that one. GRPO always starts from the SFT stage's run folder."""
+    mine = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in overrides
+            if ":" not in o.split("=", 1)[0] or o.startswith(f"{stage.name}:")]
+    chain = [f"model.name_or_path={root / 'sft'}"] if stage.name == "grpo" else []
+    return load_config(stage.recipe, [f"output_dir={root}", f"name={stage.name}", *mine, *chain])
+
+
+def finished(run: Path) -> bool:
+    return (run / "report.json").is_file() and ((run / "final").is_dir() or (run / "prompt.json").is_file())
+
+
+def model_time(run: Path) -> float:
+    """When a run's model was last written (0 for the base model)."""
+    marks = [run / "prompt.json", run / "final"]
+    return max((m.stat().st_mtime for m in marks if m.exists()), default=0.0)
+
+
+def run_stage(stage: Stage, config: RunConfig) -> None:
+    from rayalign.pipelines.prompting import run_prompting
+    from rayalign.pipelines.rlhf import run_rlhf
+    from rayalign.pipelines.sft import run_sft
+
+    if finished(config.run_dir):
+        say(f"[quickstart] {stage.name}: done already ({config.run_dir}); skipped")
+        return
+    say(f"[quickstart] {stage.name}: {stage.title} -> {config.run_dir}")
+    {"prompt": run_prompting, "sft": run_sft, "rlhf": run_rlhf}[config.method](config)
+
+
+def evaluate_all(root: Path, base: str, eval_sets: tuple[str, ...], sampling: Sampling, address: str | None,
+                 ) -> dict[str, dict[str, dict]]:
+    """{model label: {data file: result}} for the base model and every stage, each result kept in
+    the model's run folder (the base model's in <root>/base); fresh results are reused."""
+    models = {BASE: (base, root / BASE), **{s.name: (str(root / s.name), root / s.name) for s in STAGES}}
+    results: dict[str, dict[str, dict]] = {}
+    for label, (model, folder) in models.items():
+        wanted = {data: folder / "eval" / f"{result_name(data, sampling)}.json" for data in eval_sets}
+        stale = [data for data, path in wanted.items()
+                 if not path.is_file() or path.stat().st_mtime < model_time(folder)]
+        if stale:
+            run_eval(EvalRequest(model, stale, EVAL_REWARDS, sampling=sampling, out_dir=str(folder), address=address))
+        else:
+            say(f"[quickstart] eval {label}: done already; skipped")
+        results[label] = {data: json.loads(path.read_text()) for data, path in wanted.items()}
+    return results
+
+
+def run_quickstart(output_dir: str = "runs/quickstart", overrides: list[str] = (),
+                   eval_sets: tuple[str, ...] = EVAL_SETS, address: str | None = None) -> dict:
+    root = Path(output_dir)
+    configs = {stage.name: stage_config(stage, root, list(overrides)) for stage in STAGES}
+    for stage in STAGES:
+        run_stage(stage, configs[stage.name])
+
+    base = configs["prompt"].model.name_or_path
+    sampling = Sampling(1, 0.0, configs["grpo"].rollout.max_new_tokens)
+    say("[quickstart] eval: the base model, the best prompt, SFT and SFT + GRPO on the same held-out prompts")
+    results = evaluate_all(root, base, eval_sets, sampling, address)
+
+    report_path = write_story_report(root)
+    summary = {"models": {label: {data: _figures(result) for data, result in by_data.items()}
+                          for label, by_data in results.items()},
+               "chosen_prompt": json.loads((root / "prompt" / "report.json").read_text())["chosen"],
+               "report": str(report_path) if report_path else None}
+    (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _figures(result: dict) -> dict:
+    scores = result["scores"]
+    return {"success": scores[RULE_CHECK.label], "on_topic": scores.get("on_topic"),
+            "tokens": result["response_length"]["mean"], "prompts": result["prompts"]}
+
+
+def write_story_report(root: Path) -> Path | None:
+    from rayalign.reporting import write_comparison
+
+    runs = [root / BASE, *(root / s.name for s in STAGES)]
+    return write_comparison(runs, root / "report.html")
