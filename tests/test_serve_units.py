@@ -1,5 +1,5 @@
-"""The serving pieces that need no engine: run-folder discovery and model names, API keys,
-request validation, and the application graph built from the settings."""
+"""The serving pieces that need no engine: run-folder discovery and model names (prompt runs,
+chained runs), API keys, request validation, and the application graph built from the settings."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from rayalign.config import ConfigError
+from rayalign.data.prompting import PromptVariant, prompt_run_record
 from rayalign.serving.auth import load_api_keys
 from rayalign.serving.discovery import base_models, discover_runs, find_run, model_name
 from rayalign.serving.protocol import JudgeRequest, RewardsRequest
@@ -21,6 +23,16 @@ def make_run(runs: Path, name: str, method: str, files: dict[str, str], base: st
     (runs / name / "config.yaml").write_text(f"method: {method}\nmodel:\n  name_or_path: {base}\n")
     for file, text in files.items():
         (final / file).write_text(text)
+
+
+def make_prompt_run(runs: Path, name: str, variant: PromptVariant, base: str) -> None:
+    (runs / name).mkdir(parents=True)
+    (runs / name / "config.yaml").write_text(f"method: prompt\nmodel:\n  name_or_path: {base}\n")
+    (runs / name / "prompt.json").write_text(prompt_run_record(variant, base))
+
+
+VARIANT = PromptVariant("terse", system="Answer in one word.", template="Q: {prompt}",
+                        examples=[{"prompt": "Colour of the sky?", "answer": "Blue."}])
 
 
 @pytest.fixture
@@ -109,3 +121,68 @@ def test_the_application_graph_has_a_policy_per_model_and_checks_its_settings(ra
         build_app({"runs_dir": str(runs), "judge": {"max_tokens": 50}})
     with pytest.raises(ValueError, match="nothing to serve"):
         build_app({"runs_dir": str(runs / "missing")})
+
+
+def test_a_prompt_run_is_served_on_its_base(runs, tiny_model):
+    make_prompt_run(runs, "terse", VARIANT, tiny_model)
+    found = {r.run: r for r in discover_runs(str(runs))}
+    prompted = found["terse"]
+    assert (prompted.kind, prompted.base, prompted.path) == ("prompt", Path(tiny_model).name, str(runs / "terse"))
+    assert prompted.variant == VARIANT
+    assert base_models([], list(found.values()), str(runs)) == {Path(tiny_model).name: tiny_model}
+    (runs / "terse" / "prompt.json").write_text('{"variant": {}}')
+    with pytest.raises(ConfigError, match="terse/prompt.json: not a prompt run record"):
+        discover_runs(str(runs))
+
+
+def chained_runs(runs: Path, tiny_model: str) -> None:
+    """`sft` (LoRA, merged into `merged/`) -> `rl`; `sftfull` (full) -> `rl-full` (its base recorded
+    where the runs were before they moved) and the prompt run `asked`."""
+    adapter_on = lambda base: {"adapter_config.json": json.dumps({"base_model_name_or_path": base})}  # noqa: E731
+    make_run(runs, "sft", "sft", adapter_on(tiny_model), tiny_model)
+    (runs / "sft" / "merged").mkdir()
+    (runs / "sft" / "merged" / "config.json").write_text("{}")
+    make_run(runs, "rl", "rlhf", adapter_on(str(runs / "sft" / "merged")), "runs/sft")
+    make_run(runs, "sftfull", "sft", {"config.json": "{}"}, tiny_model)
+    make_run(runs, "rl-full", "rlhf", adapter_on("/moved/away/runs/sftfull/final"), "runs/sftfull")
+    make_prompt_run(runs, "asked", VARIANT, "runs/sftfull")
+
+
+def test_chained_runs_are_served_on_their_parent_run_by_its_name(runs, tiny_model):
+    chained_runs(runs, tiny_model)
+    assert model_name(str(runs / "sft" / "merged")) == "sft"
+    assert model_name(str(runs / "sftfull" / "final")) == "sftfull"
+    assert model_name(str(runs / "tuned" / "checkpoints")) == "checkpoints"  # only merged/ and final/
+    found = {r.run: r for r in discover_runs(str(runs))}
+    assert {name: r.base for name, r in found.items() if r.kind in ("adapter", "prompt")} == {
+        "tuned": Path(tiny_model).name, "sft": Path(tiny_model).name, "rl": "sft", "rl-full": "sftfull",
+        "asked": "sftfull"}
+    assert found["sftfull"].kind == "full"
+    # the full fine-tune `sftfull` is also the base of `rl-full`: one model, no clash
+    assert base_models([], list(found.values()), str(runs)) == {Path(tiny_model).name: tiny_model,
+                                                                "sft": str(runs / "sft" / "merged"),
+                                                                "sftfull": str(runs / "sftfull" / "final")}
+    other = runs.parent / "elsewhere" / "sft"
+    other.mkdir(parents=True)
+    (other / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="two base models are both named 'sft'"):
+        base_models([str(other)], list(found.values()), str(runs))
+
+
+def test_a_run_started_from_an_unmerged_adapter_run_says_how_to_merge(runs, tiny_model):
+    make_prompt_run(runs, "asked", VARIANT, str(runs / "tuned"))
+    with pytest.raises(ConfigError, match=r"run 'asked': base .*rayalign model merge .*tuned/final .*tuned/merged"):
+        base_models([], discover_runs(str(runs)), str(runs))
+
+
+def test_chained_and_full_runs_share_one_engine_with_lora(ray_cluster, runs, tiny_model):
+    from rayalign.serving.app import build_app
+
+    chained_runs(runs, tiny_model)
+    app = build_app({"runs_dir": str(runs), "models": [], "auth": {"enabled": False}})
+    policies = app._bound_deployment.init_kwargs["llm_deployments"]
+    assert sorted(policies) == ["full", "sft", "sftfull", Path(tiny_model).name]
+    sftfull = policies["sftfull"]._bound_deployment.init_kwargs["llm_config"]
+    assert sftfull.model_loading_config.model_source == str(runs / "sftfull" / "final")
+    assert sftfull.engine_kwargs["enable_lora"]  # for `sftfull:rl-full`
+    assert sorted(app._bound_deployment.init_kwargs["lora_bases"]) == ["sft", "sftfull", Path(tiny_model).name]
