@@ -1,5 +1,6 @@
 """The serving pieces that need no engine: run-folder discovery and model names (prompt runs,
-chained runs), API keys, request validation, and the application graph built from the settings."""
+chained runs), API keys, request validation, prompt-run request rewriting, and the application
+graph built from the settings."""
 
 from __future__ import annotations
 
@@ -173,6 +174,38 @@ def test_a_run_started_from_an_unmerged_adapter_run_says_how_to_merge(runs, tiny
     make_prompt_run(runs, "asked", VARIANT, str(runs / "tuned"))
     with pytest.raises(ConfigError, match=r"run 'asked': base .*rayalign model merge .*tuned/final .*tuned/merged"):
         base_models([], discover_runs(str(runs)), str(runs))
+
+
+def test_prompt_run_requests_are_rewritten_for_the_base_and_answers_renamed():
+    from ray.llm._internal.serve.core.configs.openai_api_models import (
+        ChatCompletionRequest, ChatCompletionResponse, CompletionRequest, OpenAIHTTPException)
+
+    from rayalign.serving.prompted import answered_as, prompted_request
+
+    question = [{"role": "system", "content": "Be kind."},
+                {"role": "user", "content": [{"type": "text", "text": "Two"}, {"type": "text", "text": "parts"}]}]
+    chat = prompted_request(ChatCompletionRequest(model="tiny:terse", messages=question, temperature=0.5),
+                            "tiny:terse", "tiny", VARIANT)
+    assert chat.model == "tiny" and chat.temperature == 0.5
+    assert chat.messages == VARIANT.apply([question[0], {"role": "user", "content": "Two\nparts"}])
+    assert chat.messages[0] == {"role": "system", "content": "Answer in one word.\n\nBe kind."}
+    template_only = PromptVariant("q", template="Q: {prompt}\nA:")
+    completion = prompted_request(CompletionRequest(model="tiny:q", prompt=["hi", "yo"]), "tiny:q", "tiny",
+                                  template_only)
+    assert (completion.model, completion.prompt) == ("tiny", ["Q: hi\nA:", "Q: yo\nA:"])
+    for body, variant, why in [(CompletionRequest(model="tiny:terse", prompt="hi"), VARIANT, "serve chat completions"),
+                               (CompletionRequest(model="tiny:q", prompt=[1, 2]), template_only, "not token ids")]:
+        with pytest.raises(OpenAIHTTPException) as refused:
+            prompted_request(body, body.model, "tiny", variant)
+        assert refused.value.status_code == 400 and why in refused.value.message
+
+    whole = ChatCompletionResponse(id="c", created=0, model="tiny", choices=[],
+                                   usage={"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1})
+    assert answered_as(whole, "tiny:terse").model == "tiny:terse"
+    events = ['data: {"id":"c","model":"tiny","choices":[{"delta":{"content":"model"}}]}\n\n', "data: [DONE]\n\n"]
+    renamed = answered_as(events, "tiny:terse")
+    assert json.loads(renamed[0].removeprefix("data: "))["model"] == "tiny:terse" and renamed[1] == events[1]
+    assert renamed[0].endswith("\n\n") and '"content":"model"' in renamed[0]
 
 
 def test_chained_and_full_runs_share_one_engine_with_lora(ray_cluster, runs, tiny_model):
