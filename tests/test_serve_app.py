@@ -1,15 +1,18 @@
 """The serving application end to end on a tiny model, with the real `openai` client over HTTP:
 chat, streaming, completions, model listing, a LoRA adapter and a full fine-tune trained here,
-reward and judge endpoints, API keys and error answers, and a bounded load test.
+prompt runs and a chained run, reward and judge endpoints, API keys and error answers, and a
+bounded load test.
 
 One application for the module (start-up is 30-60 s): vLLM serves the tiny model (head size 32,
-the smallest vLLM's CPU attention runs) with the adapter multiplexed, and the full fine-tune.
+the smallest vLLM's CPU attention runs) with the adapter multiplexed and the prompt runs on it,
+and the full fine-tune with the chained run's adapter multiplexed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 
 from conftest import write_jsonl
 from rayalign.config import load_config
+from rayalign.data.prompting import PromptVariant, prompt_run_record
 from tiny_model import build_tiny_model
 
 KEY = "test-key-1"
@@ -28,6 +32,9 @@ PAIRS = [{"prompt": [{"role": "user", "content": f"Is {t} real? Answer yes or no
           "rejected": [{"role": "assistant", "content": "No, it is not."}],
           "score_chosen": 1.0, "score_rejected": 0.0}
          for t in ["the sky", "water", "fire", "a cat", "the moon", "bread", "a river", "snow"]]
+PIRATE = PromptVariant("pirate", system="You are Captain Zed of the starship Quokka. Always answer like a pirate.",
+                       examples=[{"prompt": "What is 1 + 1?", "answer": "Arr, 2 it be!"}])
+TEMPLATE = PromptVariant("template", template="Question: {prompt}\nAnswer:")
 
 
 def free_port() -> int:
@@ -52,6 +59,20 @@ def train_runs(runs: Path, model: str, data_dir: Path) -> None:
                                                   "train.max_steps=12"]))
 
 
+def hand_made_runs(runs: Path, model: str) -> None:
+    """Prompt runs `pirate` and `template` on the tiny model, and `rl`, chained on the full
+    fine-tune (`full`): the adapter of `tuned`, recorded as an adapter of runs/full/final."""
+    for variant in (PIRATE, TEMPLATE):
+        (runs / variant.name).mkdir()
+        (runs / variant.name / "config.yaml").write_text(f"method: prompt\nmodel:\n  name_or_path: {model}\n")
+        (runs / variant.name / "prompt.json").write_text(prompt_run_record(variant, model))
+    shutil.copytree(runs / "tuned" / "final", runs / "rl" / "final")
+    adapter = json.loads((runs / "rl" / "final" / "adapter_config.json").read_text())
+    adapter["base_model_name_or_path"] = str(runs / "full" / "final")
+    (runs / "rl" / "final" / "adapter_config.json").write_text(json.dumps(adapter))
+    (runs / "rl" / "config.yaml").write_text(f"method: rlhf\nmodel:\n  name_or_path: {runs / 'full'}\n")
+
+
 @pytest.fixture(scope="module")
 def served(ray_cluster, tmp_path_factory):
     from rayalign.serving import lifecycle
@@ -59,6 +80,7 @@ def served(ray_cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     model = build_tiny_model(root / "tiny-llm", hidden_size=64, heads=2)  # head size 32: vLLM CPU runs it
     train_runs(root / "runs", model, root)
+    hand_made_runs(root / "runs", model)
     (root / "keys").write_text(f"other-key\n{KEY}\n")
     args = {"runs_dir": str(root / "runs"), "auth": {"keys_file": str(root / "keys")},
             "engine": {"max_model_len": 512, "max_num_seqs": 16},
@@ -89,9 +111,11 @@ def post(served, path: str, body, key: str | None = KEY) -> httpx.Response:
                       timeout=120)
 
 
-def test_models_lists_the_base_its_adapter_and_the_full_fine_tune(client):
+def test_models_lists_the_base_its_adapter_prompt_runs_and_the_full_fine_tune_with_its_chained_run(client):
     ids = sorted(m.id for m in client.models.list().data)
-    assert ids == ["full", "tiny-llm", "tiny-llm:tuned"]  # the reward model is not a chat model
+    # the reward model is not a chat model
+    assert ids == ["full", "full:rl", "tiny-llm", "tiny-llm:pirate", "tiny-llm:template", "tiny-llm:tuned"]
+    assert client.models.retrieve("tiny-llm:pirate").id == "tiny-llm:pirate"
 
 
 def test_chat_completions_and_usage(client):
@@ -119,6 +143,50 @@ def test_the_trained_adapter_is_chosen_by_name_and_answers_differently(client):
     base, tuned, full = chat(client, "tiny-llm"), chat(client, "tiny-llm:tuned"), chat(client, "full")
     assert tuned.strip().startswith("7"), tuned  # what the adapter was trained to answer
     assert tuned != base and full != base
+
+
+def test_a_prompt_run_is_its_base_with_the_variant_applied(client, served):
+    from transformers import AutoTokenizer
+
+    def ask(model: str, messages: list[dict]):
+        return client.chat.completions.create(model=model, messages=messages, max_tokens=12, temperature=0)
+
+    prompted = ask("tiny-llm:pirate", QUESTION)
+    by_hand = ask("tiny-llm", PIRATE.apply(QUESTION))
+    plain = ask("tiny-llm", QUESTION)
+    assert prompted.model == "tiny-llm:pirate" and prompted.choices[0].message.content
+    assert prompted.choices[0].message.content == by_hand.choices[0].message.content
+    tokenizer = AutoTokenizer.from_pretrained(served["model"])
+    rendered = tokenizer.apply_chat_template(PIRATE.apply(QUESTION), tokenize=False, add_generation_prompt=True)
+    assert "Captain Zed" in rendered and "Arr, 2 it be!" in rendered
+    # what the engine read: the system prompt and the few-shot turn around the question
+    tokens = len(tokenizer(rendered, add_special_tokens=False).input_ids)
+    assert prompted.usage.prompt_tokens == by_hand.usage.prompt_tokens == tokens
+    assert prompted.usage.prompt_tokens > plain.usage.prompt_tokens + 20
+
+    chunks = list(client.chat.completions.create(model="tiny-llm:pirate", messages=QUESTION, max_tokens=12,
+                                                 temperature=0, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == prompted.choices[0].message.content
+    assert {c.model for c in chunks} == {"tiny-llm:pirate"}
+
+
+def test_completions_for_a_prompt_run_wrap_the_template_or_answer_400(client, served):
+    templated = client.completions.create(model="tiny-llm:template", prompt="the quick brown", max_tokens=8,
+                                          temperature=0)
+    by_hand = client.completions.create(model="tiny-llm", prompt=TEMPLATE.wrap("the quick brown"), max_tokens=8,
+                                        temperature=0)
+    assert templated.model == "tiny-llm:template" and templated.choices[0].text == by_hand.choices[0].text
+    assert templated.usage.prompt_tokens == by_hand.usage.prompt_tokens
+    answer = post(served, "/v1/completions", {"model": "tiny-llm:pirate", "prompt": "the quick brown"})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == 400 and error["type"] == "BadRequestError" and "chat completions" in error["message"]
+
+
+def test_a_chained_run_is_served_on_its_parent_run(client):
+    reply = client.chat.completions.create(model="full:rl", messages=QUESTION, max_tokens=12, temperature=0)
+    assert reply.model == "full:rl" and reply.usage.completion_tokens > 0
 
 
 def test_rewards_match_the_reward_model_scored_offline(served):

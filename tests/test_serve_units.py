@@ -1,5 +1,6 @@
-"""The serving pieces that need no engine: run-folder discovery and model names, API keys,
-request validation, and the application graph built from the settings."""
+"""The serving pieces that need no engine: run-folder discovery and model names (prompt runs,
+chained runs), API keys, request validation, prompt-run request rewriting, and the application
+graph built from the settings."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from rayalign.config import ConfigError
+from rayalign.data.prompting import PromptVariant, prompt_run_record
 from rayalign.serving.auth import load_api_keys
 from rayalign.serving.discovery import base_models, discover_runs, find_run, model_name
 from rayalign.serving.protocol import JudgeRequest, RewardsRequest
@@ -21,6 +24,16 @@ def make_run(runs: Path, name: str, method: str, files: dict[str, str], base: st
     (runs / name / "config.yaml").write_text(f"method: {method}\nmodel:\n  name_or_path: {base}\n")
     for file, text in files.items():
         (final / file).write_text(text)
+
+
+def make_prompt_run(runs: Path, name: str, variant: PromptVariant, base: str) -> None:
+    (runs / name).mkdir(parents=True)
+    (runs / name / "config.yaml").write_text(f"method: prompt\nmodel:\n  name_or_path: {base}\n")
+    (runs / name / "prompt.json").write_text(prompt_run_record(variant, base))
+
+
+VARIANT = PromptVariant("terse", system="Answer in one word.", template="Q: {prompt}",
+                        examples=[{"prompt": "Colour of the sky?", "answer": "Blue."}])
 
 
 @pytest.fixture
@@ -109,3 +122,100 @@ def test_the_application_graph_has_a_policy_per_model_and_checks_its_settings(ra
         build_app({"runs_dir": str(runs), "judge": {"max_tokens": 50}})
     with pytest.raises(ValueError, match="nothing to serve"):
         build_app({"runs_dir": str(runs / "missing")})
+
+
+def test_a_prompt_run_is_served_on_its_base(runs, tiny_model):
+    make_prompt_run(runs, "terse", VARIANT, tiny_model)
+    found = {r.run: r for r in discover_runs(str(runs))}
+    prompted = found["terse"]
+    assert (prompted.kind, prompted.base, prompted.path) == ("prompt", Path(tiny_model).name, str(runs / "terse"))
+    assert prompted.variant == VARIANT
+    assert base_models([], list(found.values()), str(runs)) == {Path(tiny_model).name: tiny_model}
+    (runs / "terse" / "prompt.json").write_text('{"variant": {}}')
+    with pytest.raises(ConfigError, match="terse/prompt.json: not a prompt run record"):
+        discover_runs(str(runs))
+
+
+def chained_runs(runs: Path, tiny_model: str) -> None:
+    """`sft` (LoRA, merged into `merged/`) -> `rl`; `sftfull` (full) -> `rl-full` (its base recorded
+    where the runs were before they moved) and the prompt run `asked`."""
+    adapter_on = lambda base: {"adapter_config.json": json.dumps({"base_model_name_or_path": base})}  # noqa: E731
+    make_run(runs, "sft", "sft", adapter_on(tiny_model), tiny_model)
+    (runs / "sft" / "merged").mkdir()
+    (runs / "sft" / "merged" / "config.json").write_text("{}")
+    make_run(runs, "rl", "rlhf", adapter_on(str(runs / "sft" / "merged")), "runs/sft")
+    make_run(runs, "sftfull", "sft", {"config.json": "{}"}, tiny_model)
+    make_run(runs, "rl-full", "rlhf", adapter_on("/moved/away/runs/sftfull/final"), "runs/sftfull")
+    make_prompt_run(runs, "asked", VARIANT, "runs/sftfull")
+
+
+def test_chained_runs_are_served_on_their_parent_run_by_its_name(runs, tiny_model):
+    chained_runs(runs, tiny_model)
+    assert model_name(str(runs / "sft" / "merged")) == "sft"
+    assert model_name(str(runs / "sftfull" / "final")) == "sftfull"
+    assert model_name(str(runs / "tuned" / "checkpoints")) == "checkpoints"  # only merged/ and final/
+    found = {r.run: r for r in discover_runs(str(runs))}
+    assert {name: r.base for name, r in found.items() if r.kind in ("adapter", "prompt")} == {
+        "tuned": Path(tiny_model).name, "sft": Path(tiny_model).name, "rl": "sft", "rl-full": "sftfull",
+        "asked": "sftfull"}
+    assert found["sftfull"].kind == "full"
+    # the full fine-tune `sftfull` is also the base of `rl-full`: one model, no clash
+    assert base_models([], list(found.values()), str(runs)) == {Path(tiny_model).name: tiny_model,
+                                                                "sft": str(runs / "sft" / "merged"),
+                                                                "sftfull": str(runs / "sftfull" / "final")}
+    other = runs.parent / "elsewhere" / "sft"
+    other.mkdir(parents=True)
+    (other / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="two base models are both named 'sft'"):
+        base_models([str(other)], list(found.values()), str(runs))
+
+
+def test_a_run_started_from_an_unmerged_adapter_run_says_how_to_merge(runs, tiny_model):
+    make_prompt_run(runs, "asked", VARIANT, str(runs / "tuned"))
+    with pytest.raises(ConfigError, match=r"run 'asked': base .*rayalign model merge .*tuned/final .*tuned/merged"):
+        base_models([], discover_runs(str(runs)), str(runs))
+
+
+def test_prompt_run_requests_are_rewritten_for_the_base_and_answers_renamed():
+    from ray.llm._internal.serve.core.configs.openai_api_models import (
+        ChatCompletionRequest, ChatCompletionResponse, CompletionRequest, OpenAIHTTPException)
+
+    from rayalign.serving.prompted import answered_as, prompted_request
+
+    question = [{"role": "system", "content": "Be kind."},
+                {"role": "user", "content": [{"type": "text", "text": "Two"}, {"type": "text", "text": "parts"}]}]
+    chat = prompted_request(ChatCompletionRequest(model="tiny:terse", messages=question, temperature=0.5),
+                            "tiny:terse", "tiny", VARIANT)
+    assert chat.model == "tiny" and chat.temperature == 0.5
+    assert chat.messages == VARIANT.apply([question[0], {"role": "user", "content": "Two\nparts"}])
+    assert chat.messages[0] == {"role": "system", "content": "Answer in one word.\n\nBe kind."}
+    template_only = PromptVariant("q", template="Q: {prompt}\nA:")
+    completion = prompted_request(CompletionRequest(model="tiny:q", prompt=["hi", "yo"]), "tiny:q", "tiny",
+                                  template_only)
+    assert (completion.model, completion.prompt) == ("tiny", ["Q: hi\nA:", "Q: yo\nA:"])
+    for body, variant, why in [(CompletionRequest(model="tiny:terse", prompt="hi"), VARIANT, "serve chat completions"),
+                               (CompletionRequest(model="tiny:q", prompt=[1, 2]), template_only, "not token ids")]:
+        with pytest.raises(OpenAIHTTPException) as refused:
+            prompted_request(body, body.model, "tiny", variant)
+        assert refused.value.status_code == 400 and why in refused.value.message
+
+    whole = ChatCompletionResponse(id="c", created=0, model="tiny", choices=[],
+                                   usage={"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1})
+    assert answered_as(whole, "tiny:terse").model == "tiny:terse"
+    events = ['data: {"id":"c","model":"tiny","choices":[{"delta":{"content":"model"}}]}\n\n', "data: [DONE]\n\n"]
+    renamed = answered_as(events, "tiny:terse")
+    assert json.loads(renamed[0].removeprefix("data: "))["model"] == "tiny:terse" and renamed[1] == events[1]
+    assert renamed[0].endswith("\n\n") and '"content":"model"' in renamed[0]
+
+
+def test_chained_and_full_runs_share_one_engine_with_lora(ray_cluster, runs, tiny_model):
+    from rayalign.serving.app import build_app
+
+    chained_runs(runs, tiny_model)
+    app = build_app({"runs_dir": str(runs), "models": [], "auth": {"enabled": False}})
+    policies = app._bound_deployment.init_kwargs["llm_deployments"]
+    assert sorted(policies) == ["full", "sft", "sftfull", Path(tiny_model).name]
+    sftfull = policies["sftfull"]._bound_deployment.init_kwargs["llm_config"]
+    assert sftfull.model_loading_config.model_source == str(runs / "sftfull" / "final")
+    assert sftfull.engine_kwargs["enable_lora"]  # for `sftfull:rl-full`
+    assert sorted(app._bound_deployment.init_kwargs["lora_bases"]) == ["sft", "sftfull", Path(tiny_model).name]

@@ -2,7 +2,7 @@
 models with their run-folder adapters multiplexed, and full fine-tunes), the reward deployment,
 and the OpenAI-compatible ingress in front of them.
 
-    ingress (RayalignIngress, HTTP, API keys)
+    ingress (RayalignIngress, HTTP, API keys; prompt runs `<base>:<run>` rewritten to `<base>`)
       |-- RunFolderLLMServer:<base>   vLLM engine (ray.serve.llm), LoRA adapters `<base>:<run>`
       |-- RunFolderLLMServer:<run>    a full fine-tune, as its own model
       `-- RewardScorers               reward models `<run>`, for /v1/rewards
@@ -60,9 +60,11 @@ def build_app(args: dict) -> Application:
     runs = discover_runs(settings.runs_dir)
     with_adapters = {r.base for r in runs if r.kind == "adapter"}
     lora = settings.adapters.enabled
+    bases = base_models(settings.models, runs, settings.runs_dir)
     configs = [llm_config(name, folder, settings, adapters=lora is True or (lora == "auto" and name in with_adapters))
-               for name, folder in base_models(settings.models, runs, settings.runs_dir).items()]
-    configs += [llm_config(r.run, r.path, settings, adapters=False) for r in runs if r.kind == "full"]
+               for name, folder in bases.items()]
+    configs += [llm_config(r.run, r.path, settings, adapters=False)
+                for r in runs if r.kind == "full" and r.run not in bases]  # else served as that base
     if not configs:
         raise ConfigError(f"nothing to serve: no run folder with a model in {settings.runs_dir} and no `models` "
                          "in the settings (e.g. models: [smollm2-135m-instruct])")

@@ -1,7 +1,11 @@
 """The HTTP front: ray.serve.llm's OpenAI ingress, plus what rayalign adds to it.
 
-- /v1/models also lists the adapters of run folders (`<base>:<run>`), found at request time;
-  a request for an adapter that no run folder holds is a 404 here, before any engine is asked.
+- /v1/models also lists the adapters and prompt runs of run folders (`<base>:<run>`), found at
+  request time; a request for an adapter or prompt run that no run folder holds is a 404 here,
+  before any engine is asked.
+- A request for a prompt run goes to its base model's engine with the run's prompt variant
+  applied (rayalign.serving.prompted), through `_get_response`, the one call every chat,
+  completion and judge request of ray.serve.llm's ingress makes to an engine.
 - /v1/rewards scores with a trained reward model (the reward deployment).
 - /v1/judge runs the AI critic (rayalign.rewards.judge) on a served policy model, through
   the same deployment handles as chat requests: no second copy of the engine.
@@ -30,6 +34,7 @@ from rayalign.rewards import judge
 from rayalign.serving.auth import ApiKeyMiddleware, load_api_keys
 from rayalign.serving.discovery import ServedRun, discover_runs
 from rayalign.serving.errors import add_error_handlers
+from rayalign.serving.prompted import answered_as, prompted_request
 from rayalign.serving.protocol import JudgeRequest, RewardsRequest
 from rayalign.serving.settings import ServeSettings
 
@@ -56,27 +61,45 @@ class RayalignIngress(OpenAiIngress):
     def adapter_ids(self) -> list[str]:
         return [f"{r.base}:{r.run}" for r in self.runs("adapter").values() if r.base in self.lora_bases]
 
+    def prompt_runs(self) -> dict[str, ServedRun]:
+        """`<base>:<run>` -> the prompt run, for those whose base model is served."""
+        return {f"{r.base}:{r.run}": r for r in self.runs("prompt").values() if r.base in self._model_cards}
+
     async def _get_model_id(self, model):
         model_id = await super()._get_model_id(model)
-        if ":" in model_id and model_id not in self.adapter_ids():
+        if ":" in model_id and model_id not in self.adapter_ids() and model_id not in self.prompt_runs():
             raise OpenAIHTTPException(
                 status_code=status.HTTP_404_NOT_FOUND, type="NotFoundError",
-                message=f"model {model_id!r} is not served; adapters: {', '.join(self.adapter_ids()) or 'none'}")
+                message=f"model {model_id!r} is not served; adapters: {', '.join(self.adapter_ids()) or 'none'}; "
+                        f"prompt runs: {', '.join(self.prompt_runs()) or 'none'}")
         return model_id
+
+    async def _get_response(self, *, body, call_method: str, raw_request: Request | None = None):
+        """The engine's answers to `body`; for a prompt run, its base's answers to the prompted request."""
+        model = body.model or ""
+        run = self.prompt_runs().get(model) if ":" in model else None
+        if run is not None:
+            body = prompted_request(body, model, run.base, run.variant)
+        async for response in super()._get_response(body=body, call_method=call_method, raw_request=raw_request):
+            yield response if run is None else answered_as(response, model)
 
     async def model(self, model_id: str) -> ModelCard | None:
         if model_id in self._model_cards:
             return self._model_cards[model_id]
+        base, _, run = model_id.partition(":")
         if model_id in self.adapter_ids():
-            base, run = model_id.split(":", 1)
-            card = self._model_cards[base]
-            return ModelCard(id=model_id, object="model", owned_by=card.owned_by, permission=list(card.permission),
-                             metadata={**card.metadata, "model_id": model_id, "base_model_id": base,
-                                       "adapter_path": self.runs("adapter")[run].path})
+            return self._derived_card(model_id, base, adapter_path=self.runs("adapter")[run].path)
+        if model_id in self.prompt_runs():
+            return self._derived_card(model_id, base, prompt_run=self.runs("prompt")[run].path)
         return None
 
+    def _derived_card(self, model_id: str, base: str, **metadata) -> ModelCard:
+        card = self._model_cards[base]
+        return ModelCard(id=model_id, object="model", owned_by=card.owned_by, permission=list(card.permission),
+                         metadata={**card.metadata, "model_id": model_id, "base_model_id": base, **metadata})
+
     async def models(self) -> ModelList:
-        ids = [*self._model_cards, *self.adapter_ids()]
+        ids = [*self._model_cards, *self.adapter_ids(), *self.prompt_runs()]
         return ModelList(data=[await self.model(i) for i in ids])
 
     # ------------------------------------------------------------------ /v1/rewards
