@@ -52,8 +52,11 @@ def test_a_run_folder_resolves_to_its_model_and_an_adapter_merges_once(sft_run, 
         folded = load_causal_lm(merged)(ids).logits
         adapted = load_causal_lm(str(sft_run))(ids).logits
     assert torch.allclose(folded, adapted, atol=1e-5)
+    unfinished = sft_run.parent / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.yaml").write_text((sft_run / "config.yaml").read_text())
     with pytest.raises(FileNotFoundError, match="without a final model"):
-        start_model(str(sft_run.parent))  # not a run folder's final: runs/ has no config.yaml either
+        start_model(str(unfinished))
 
 
 def test_dpo_from_an_sft_run_folder(sft_run, tmp_path):

@@ -170,10 +170,18 @@ def test_chained_runs_are_served_on_their_parent_run_by_its_name(runs, tiny_mode
         base_models([str(other)], list(found.values()), str(runs))
 
 
-def test_a_run_started_from_an_unmerged_adapter_run_says_how_to_merge(runs, tiny_model):
+def test_a_run_started_from_an_unmerged_adapter_run_merges_it_once(runs, tiny_model):
+    from peft import LoraConfig, get_peft_model
+
+    from rayalign.models.loading import load_causal_lm, load_tokenizer
+
+    final = runs / "tuned" / "final"   # a real adapter this time: merging reads its weights
+    get_peft_model(load_causal_lm(tiny_model), LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(final)
+    load_tokenizer(tiny_model).save_pretrained(final)
     make_prompt_run(runs, "asked", VARIANT, str(runs / "tuned"))
-    with pytest.raises(ConfigError, match=r"run 'asked': base .*rayalign model merge .*tuned/final .*tuned/merged"):
-        base_models([], discover_runs(str(runs)), str(runs))
+    bases = base_models([], discover_runs(str(runs)), str(runs))
+    assert bases["tuned"] == str((runs / "tuned" / "merged").resolve())
+    assert (runs / "tuned" / "merged" / "config.json").is_file()
 
 
 def test_prompt_run_requests_are_rewritten_for_the_base_and_answers_renamed():

@@ -21,7 +21,8 @@ import yaml
 from rayalign.config import ConfigError
 from rayalign.data.prompting import PROMPT_FILE, PromptVariant, read_prompt_run
 from rayalign.models.loading import adapter_base
-from rayalign.models.registry import BUILTIN_MODELS, resolve_model
+from rayalign.models.chain import start_model
+from rayalign.models.registry import BUILTIN_MODELS
 from rayalign.rewards.reward_model import REWARD_STATS
 
 RUN_MODELS = ("merged", "final")  # the folders of a run that another run can start from, preferred first
@@ -138,14 +139,12 @@ def find_run(runs_dir: str, run: str, kind: str) -> ServedRun:
 
 
 def _base_folder(name_or_path: str, run: ServedRun | None) -> str:
+    """The folder of a base model; a LoRA run named as a base is merged into its base once
+    (rayalign/models/chain.py)."""
     try:
-        return str(Path(resolve_model(name_or_path)).resolve())
+        return str(Path(start_model(name_or_path)).resolve())
     except FileNotFoundError as exc:
-        problem = f"run {run.run!r}: base {exc}" if run else str(exc)
-        if is_run_folder(Path(name_or_path)):
-            problem += (f"; a run serves as a base through its {' or '.join(f'{m}/' for m in RUN_MODELS)} "
-                        f"model (a LoRA run: rayalign model merge {name_or_path}/final {name_or_path}/merged)")
-        raise ConfigError(problem) from None
+        raise ConfigError(f"run {run.run!r}: base {exc}" if run else str(exc)) from None
 
 
 def base_models(names: list[str], runs: list[ServedRun], runs_dir: str) -> dict[str, str]:
