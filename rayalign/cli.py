@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from rayalign.config import ConfigError, dump_config, load_config
+from rayalign.console import say
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser, default_recipe: str | None = None) -> None:
@@ -21,16 +22,16 @@ def _sft(args) -> int:
     report = run_sft(load_config(args.config, args.overrides, method="sft"))
     before, after = report["eval_loss_before"], report["eval_loss_after"]
     if before is not None:
-        print(f"[sft] held-out loss: {before:.4f} -> {after:.4f} "
+        say(f"[sft] held-out loss: {before:.4f} -> {after:.4f} "
               f"(perplexity {report['eval_perplexity_before']:.2f} -> {report['eval_perplexity_after']:.2f})")
-    print(f"[sft] tuned model written to {report['final']}")
+    say(f"[sft] tuned model written to {report['final']}")
     return 0
 
 
 def _print_pair_figures(label: str, report: dict) -> None:
     """Held-out pairwise accuracy and mean margin, before -> after (reward models, DPO)."""
     if report["eval_accuracy_before"] is not None:
-        print(f"{label}: {report['eval_accuracy_before']:.3f} -> {report['eval_accuracy_after']:.3f}; "
+        say(f"{label}: {report['eval_accuracy_before']:.3f} -> {report['eval_accuracy_after']:.3f}; "
               f"mean margin {report['eval_margin_before']:.3f} -> {report['eval_margin_after']:.3f}")
 
 
@@ -40,8 +41,8 @@ def _rm(args) -> int:
     report = run_reward_model(load_config(args.config, args.overrides, method="rm"))
     _print_pair_figures("[rm] held-out pairwise accuracy", report)
     stats = report["reward_stats"]
-    print(f"[rm] reward statistics on the training pairs: mean {stats['mean']:.4f}, std {stats['std']:.4f}")
-    print(f"[rm] reward model written to {report['final']}")
+    say(f"[rm] reward statistics on the training pairs: mean {stats['mean']:.4f}, std {stats['std']:.4f}")
+    say(f"[rm] reward model written to {report['final']}")
     return 0
 
 
@@ -63,7 +64,7 @@ def _dpo(args) -> int:
 
     report = run_dpo(load_config(args.config, args.overrides, method="dpo"))
     _print_pair_figures("[dpo] held-out preference accuracy of the implicit reward", report)
-    print(f"[dpo] tuned model written to {report['final']}")
+    say(f"[dpo] tuned model written to {report['final']}")
     return 0
 
 
@@ -74,8 +75,8 @@ def _rlhf(args) -> int:
     before, after = report["eval_before"], report["eval_after"]
     for key in after:
         if not key.startswith("eval/task/"):
-            print(f"[rlhf] held-out {key.removeprefix('eval/')}: {before.get(key, float('nan')):.3f} -> {after[key]:.3f}")
-    print(f"[rlhf] tuned model written to {report['final']}")
+            say(f"[rlhf] held-out {key.removeprefix('eval/')}: {before.get(key, float('nan')):.3f} -> {after[key]:.3f}")
+    say(f"[rlhf] tuned model written to {report['final']}")
     return 0
 
 
@@ -89,12 +90,12 @@ def _serve(args) -> int:
     app_args, http = read_serve_config(args.config, args.runs)
     host, port = args.host or http.get("host", "127.0.0.1"), args.port or http.get("port", 8000)
     connect(args.address)
-    print("[serve] starting on Ray (vLLM engines load in about a minute on CPU)", flush=True)
+    say("[serve] starting on Ray (vLLM engines load in about a minute on CPU)")
     status = 0
     try:
         url = lifecycle.start(app_args, host=host, port=port)
-        print(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
-              "Ctrl-C stops.", flush=True)
+        say(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
+            "Ctrl-C stops.")
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -104,7 +105,7 @@ def _serve(args) -> int:
         status = 1
     finally:
         removed = lifecycle.stop()
-        print(f"[serve] stopped; removed {len(removed)} leftover engine shared-memory segments", flush=True)
+        say(f"[serve] stopped; removed {len(removed)} leftover engine shared-memory segments")
     return status
 
 

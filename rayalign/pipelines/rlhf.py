@@ -27,6 +27,7 @@ from tqdm import tqdm
 from rayalign.algorithms.advantages import compute_advantages
 from rayalign.algorithms.kl import kl_estimate
 from rayalign.config import ConfigError, RunConfig
+from rayalign.console import say, terminal
 from rayalign.data.batching import sample_indices
 from rayalign.data.prompts import PromptExample, load_prompts
 from rayalign.data.rollouts import Rollout, collate_rollouts, pad_rows, sequence_tokens
@@ -44,12 +45,12 @@ def run_rlhf(config: RunConfig) -> dict:
     train_set, eval_set = load_prompt_sets(config, tokenizer)
     shape = batch_shape(config)
     resumed = run.latest_checkpoint()
-    print(f"[rlhf] {rl.algorithm}: {len(train_set)} training prompts, {len(eval_set)} held out; {rl.steps} steps of "
-          f"{rl.prompts_per_step} prompts x {rl.samples_per_prompt} samples", flush=True)
+    say(f"[rlhf] {rl.algorithm}: {len(train_set)} training prompts, {len(eval_set)} held out; {rl.steps} steps of "
+        f"{rl.prompts_per_step} prompts x {rl.samples_per_prompt} samples")
 
     connect(config.placement.address)
     roles = RlRoles(config, shape, first_step=resumed[1]["step"] if resumed else 0)
-    print(f"[rlhf] policy {roles.counts}", flush=True)
+    say(f"[rlhf] policy {roles.counts}")
     with contextlib.closing(roles):
         if resumed:
             folder, state = resumed
@@ -58,16 +59,16 @@ def run_rlhf(config: RunConfig) -> dict:
                 roles.critic.call("load_checkpoint", str(folder / "critic"))
             step, seen, before = state["step"], state["samples_seen"], state["eval_before"]
             roles.sync_weights(version=step)
-            print(f"[rlhf] resumed from {folder} (step {step}, {seen} prompts seen)", flush=True)
+            say(f"[rlhf] resumed from {folder} (step {step}, {seen} prompts seen)")
         else:
             step, seen = 0, 0
             before = evaluate(roles, eval_set, tokenizer)
             run.log(0, before)
-            print(f"[rlhf] held-out before: {_brief(before)}", flush=True)
+            say(f"[rlhf] held-out before: {_brief(before)}")
 
         timings: dict[str, list[float]] = defaultdict(list)
         bar = tqdm(total=rl.steps, initial=step, desc=rl.algorithm, disable=not config.logging.progress,
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, file=terminal())
         while step < rl.steps:
             prompts = [train_set[i] for i in sample_indices(len(train_set), config.seed, seen, rl.prompts_per_step)]
             metrics = rl_step(roles, config, shape, prompts, tokenizer, step)
@@ -77,7 +78,7 @@ def run_rlhf(config: RunConfig) -> dict:
                     timings[key].append(value)
             if rl.eval_every and step % rl.eval_every == 0 and step < rl.steps:
                 metrics.update(evaluate(roles, eval_set, tokenizer))
-                print(f"\n[rlhf] step {step} held-out: {_brief(metrics)}", flush=True)
+                say(f"\n[rlhf] step {step} held-out: {_brief(metrics)}")
             run.log(step, {**metrics, "prompts_seen": seen})
             bar.set_postfix(reward=f"{metrics['reward/total_mean']:.3f}")
             bar.update(1)
