@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rayalign import console
 from rayalign.config import ConfigError, dump_config, load_config
+from rayalign.console import say
+
+
+VERBOSE_HELP = "show library output (warnings, worker logs) on the terminal instead of runs/<name>/rayalign.log"
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser, default_recipe: str | None = None) -> None:
@@ -13,17 +18,26 @@ def _add_run_arguments(parser: argparse.ArgumentParser, default_recipe: str | No
                         help="a recipe YAML file, or the name of a shipped recipe")
     parser.add_argument("overrides", nargs="*", metavar="key.path=value",
                         help="dotted overrides applied over the recipe, e.g. train.lr=1e-4")
+    parser.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+
+
+def _run_config(args, method: str):
+    """The run's config; from here on library chatter goes to runs/<name>/rayalign.log."""
+    config = load_config(args.config, args.overrides, method=method)
+    console.capture(config.run_dir / "rayalign.log", verbose=args.verbose)
+    return config
 
 
 def _sft(args) -> int:
+    config = _run_config(args, "sft")
     from rayalign.pipelines.sft import run_sft
 
-    report = run_sft(load_config(args.config, args.overrides, method="sft"))
+    report = run_sft(config)
     before, after = report["eval_loss_before"], report["eval_loss_after"]
     if before is not None:
-        print(f"[sft] held-out loss: {before:.4f} -> {after:.4f} "
+        say(f"[sft] held-out loss: {before:.4f} -> {after:.4f} "
               f"(perplexity {report['eval_perplexity_before']:.2f} -> {report['eval_perplexity_after']:.2f})")
-    print(f"[sft] tuned model written to {report['final']}")
+    say(f"[sft] tuned model written to {report['final']}")
     return 0
 
 
@@ -65,18 +79,19 @@ def _short(split: str) -> str:
 def _print_pair_figures(label: str, report: dict) -> None:
     """Held-out pairwise accuracy and mean margin, before -> after (reward models, DPO)."""
     if report["eval_accuracy_before"] is not None:
-        print(f"{label}: {report['eval_accuracy_before']:.3f} -> {report['eval_accuracy_after']:.3f}; "
+        say(f"{label}: {report['eval_accuracy_before']:.3f} -> {report['eval_accuracy_after']:.3f}; "
               f"mean margin {report['eval_margin_before']:.3f} -> {report['eval_margin_after']:.3f}")
 
 
 def _rm(args) -> int:
+    config = _run_config(args, "rm")
     from rayalign.pipelines.reward_model import run_reward_model
 
-    report = run_reward_model(load_config(args.config, args.overrides, method="rm"))
+    report = run_reward_model(config)
     _print_pair_figures("[rm] held-out pairwise accuracy", report)
     stats = report["reward_stats"]
-    print(f"[rm] reward statistics on the training pairs: mean {stats['mean']:.4f}, std {stats['std']:.4f}")
-    print(f"[rm] reward model written to {report['final']}")
+    say(f"[rm] reward statistics on the training pairs: mean {stats['mean']:.4f}, std {stats['std']:.4f}")
+    say(f"[rm] reward model written to {report['final']}")
     return 0
 
 
@@ -94,23 +109,25 @@ def _rm_score(args) -> int:
 
 
 def _dpo(args) -> int:
+    config = _run_config(args, "dpo")
     from rayalign.pipelines.dpo import run_dpo
 
-    report = run_dpo(load_config(args.config, args.overrides, method="dpo"))
+    report = run_dpo(config)
     _print_pair_figures("[dpo] held-out preference accuracy of the implicit reward", report)
-    print(f"[dpo] tuned model written to {report['final']}")
+    say(f"[dpo] tuned model written to {report['final']}")
     return 0
 
 
 def _rlhf(args) -> int:
+    config = _run_config(args, "rlhf")
     from rayalign.pipelines.rlhf import run_rlhf
 
-    report = run_rlhf(load_config(args.config, args.overrides, method="rlhf"))
+    report = run_rlhf(config)
     before, after = report["eval_before"], report["eval_after"]
     for key in after:
         if not key.startswith("eval/task/"):
-            print(f"[rlhf] held-out {key.removeprefix('eval/')}: {before.get(key, float('nan')):.3f} -> {after[key]:.3f}")
-    print(f"[rlhf] tuned model written to {report['final']}")
+            say(f"[rlhf] held-out {key.removeprefix('eval/')}: {before.get(key, float('nan')):.3f} -> {after[key]:.3f}")
+    say(f"[rlhf] tuned model written to {report['final']}")
     return 0
 
 
@@ -184,12 +201,12 @@ def _serve(args) -> int:
     app_args, http = read_serve_config(args.config, args.runs)
     host, port = args.host or http.get("host", "127.0.0.1"), args.port or http.get("port", 8000)
     connect(args.address)
-    print("[serve] starting on Ray (vLLM engines load in about a minute on CPU)", flush=True)
+    say("[serve] starting on Ray (vLLM engines load in about a minute on CPU)")
     status = 0
     try:
         url = lifecycle.start(app_args, host=host, port=port)
-        print(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
-              "Ctrl-C stops.", flush=True)
+        say(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
+            "Ctrl-C stops.")
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -199,7 +216,7 @@ def _serve(args) -> int:
         status = 1
     finally:
         removed = lifecycle.stop()
-        print(f"[serve] stopped; removed {len(removed)} leftover engine shared-memory segments", flush=True)
+        say(f"[serve] stopped; removed {len(removed)} leftover engine shared-memory segments")
     return status
 
 
@@ -224,6 +241,7 @@ def _model_fetch(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rayalign", description=__doc__.split("\n")[0])
+    parser.add_argument("--verbose", "-v", action="store_true", help=VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     quickstart = commands.add_parser("quickstart", help="the whole story on the shipped model and data: prompting "
@@ -319,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from rayalign.data.readers import DataError
+    from rayalign.workers.cluster import ray_session
     from rayalign.workers.group import WorkerError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -326,13 +345,14 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["rm-score", *argv[2:]]
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with ray_session():  # ended before the terminal is given back: its last worker lines go to the log
+            return args.handler(args)
     except (ConfigError, DataError, FileNotFoundError) as exc:
-        print(f"rayalign: error: {exc}", file=sys.stderr)
-        return 2
+        return console.fail(f"rayalign: error: {exc}", 2)
     except WorkerError as exc:
-        print(f"rayalign: worker failed: {exc}", file=sys.stderr)
-        return 1
+        return console.fail(f"rayalign: worker failed: {exc}", 1)
+    finally:
+        console.release()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
                                     name, then renamed); `latest` names the newest
     runs/<name>/final/              the trained adapter or model
     runs/<name>/report.json         the summary figures
+    runs/<name>/rayalign.log        what libraries printed during CLI runs (rayalign/console.py)
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from rayalign.console import say
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -71,7 +73,7 @@ def resolve_model(name_or_path: str) -> str:
         with open(target.parent / f".{name_or_path}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (target / "config.json").is_file():
-                print(f"[rayalign] materialising {name_or_path} into {target} (once)", flush=True)
+                say(f"[rayalign] materialising {name_or_path} into {target} (once)")
                 staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name_or_path}-"))
                 try:
                     BUILTIN_MODELS[name_or_path](staging)

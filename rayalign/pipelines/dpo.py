@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 
 from rayalign.config import RunConfig
+from rayalign.console import say
 from rayalign.data.preference import PairExample, collate_pairs, load_pairs, pair_tokens
 from rayalign.models.chain import resolve_start
 from rayalign.models.loading import load_tokenizer
@@ -58,13 +59,13 @@ def run_dpo(config: RunConfig) -> dict:
         load_pairs(data.train, tokenizer, data.max_length),
         load_pairs(data.eval, tokenizer, data.max_length) if data.eval else [], data, config.seed)
     steps = total_steps(config, len(train_set))
-    print(f"[dpo] {len(train_set)} training pairs, {len(eval_set)} held out; {steps} steps", flush=True)
+    say(f"[dpo] {len(train_set)} training pairs, {len(eval_set)} held out; {steps} steps")
     method = OfflineMethod("dpo", config.dpo.model_dump(), "causal_lm",
                            lambda pairs: collate_pairs(pairs, tokenizer.pad_token_id), summarise_pairs, pair_tokens)
 
     connect(config.placement.address)
     trainers, counts = trainer_group(config, method, steps, role="PolicyTrainer")
-    print(f"[dpo] {counts}", flush=True)
+    say(f"[dpo] {counts}")
     with trainers:
         attach_reference(run, trainers, train_set + eval_set, method, config.train.micro_batch_size)
         before, after, step = train_offline(config, run, trainers, method, train_set, eval_set, steps)

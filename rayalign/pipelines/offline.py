@@ -16,6 +16,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from rayalign.config import DataConfig, RunConfig
+from rayalign.console import say, terminal
 from rayalign.data.batching import sample_indices
 from rayalign.runs import RunDir
 from rayalign.workers.group import ActorGroup
@@ -103,15 +104,16 @@ def train_offline(config: RunConfig, run: RunDir, trainers: ActorGroup, method: 
         folder, state = resumed
         trainers.call("load_checkpoint", str(folder))
         step, seen, before = state["step"], state["samples_seen"], state["eval_before"]
-        print(f"[{method.name}] resumed from {folder} (step {step}, {seen} samples seen)", flush=True)
+        say(f"[{method.name}] resumed from {folder} (step {step}, {seen} samples seen)")
     else:
         step, seen = 0, 0
         before = evaluate(trainers, eval_set, method, micro)
         if before:
             run.log(0, before)
-            print(f"[{method.name}] held-out before: {_brief(before)}", flush=True)
+            say(f"[{method.name}] held-out before: {_brief(before)}")
 
-    bar = tqdm(total=steps, initial=step, desc=method.name, disable=not config.logging.progress, dynamic_ncols=True)
+    bar = tqdm(total=steps, initial=step, desc=method.name, disable=not config.logging.progress, dynamic_ncols=True,
+               file=terminal())
     while step < steps:
         started = time.perf_counter()
         batch = [train_set[i] for i in sample_indices(len(train_set), config.seed, seen, per_step)]

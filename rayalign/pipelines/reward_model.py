@@ -14,6 +14,7 @@ import json
 import random
 
 from rayalign.config import RunConfig
+from rayalign.console import say
 from rayalign.data.preference import collate_pairs, load_pairs, pair_tokens
 from rayalign.models.chain import resolve_start
 from rayalign.models.loading import load_tokenizer
@@ -35,13 +36,13 @@ def run_reward_model(config: RunConfig) -> dict:
         load_pairs(data.eval, tokenizer, data.max_length, config.rm.margin) if data.eval else [],
         data, config.seed)
     steps = total_steps(config, len(train_set))
-    print(f"[rm] {len(train_set)} training pairs, {len(eval_set)} held out; {steps} steps", flush=True)
+    say(f"[rm] {len(train_set)} training pairs, {len(eval_set)} held out; {steps} steps")
     method = OfflineMethod("rm", config.rm.model_dump(exclude={"stats_samples"}), "reward", lambda pairs: collate_pairs(pairs, tokenizer.pad_token_id),
                            summarise_pairs, pair_tokens)
 
     connect(config.placement.address)
     trainers, counts = trainer_group(config, method, steps, role="RewardTrainer")
-    print(f"[rm] {counts}", flush=True)
+    say(f"[rm] {counts}")
     with trainers:
         before, after, step = train_offline(config, run, trainers, method, train_set, eval_set, steps)
         sample = random.Random(config.seed).sample(train_set, min(config.rm.stats_samples, len(train_set)))

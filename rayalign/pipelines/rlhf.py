@@ -27,7 +27,7 @@ from tqdm import tqdm
 from rayalign.algorithms.advantages import compute_advantages
 from rayalign.algorithms.kl import kl_estimate
 from rayalign.config import ConfigError, RunConfig
-from rayalign.console import say
+from rayalign.console import say, terminal
 from rayalign.data.batching import sample_indices
 from rayalign.data.prompts import PromptExample, load_prompts
 from rayalign.data.rollouts import Rollout, collate_rollouts, pad_rows, sequence_tokens
@@ -73,7 +73,7 @@ def run_rlhf(config: RunConfig) -> dict:
 
         timings: dict[str, list[float]] = defaultdict(list)
         bar = tqdm(total=rl.steps, initial=step, desc=rl.algorithm, disable=not config.logging.progress,
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, file=terminal())
         while step < rl.steps:
             prompts = [train_set[i] for i in sample_indices(len(train_set), config.seed, seen, rl.prompts_per_step)]
             metrics = rl_step(roles, config, shape, prompts, tokenizer, step)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from rayalign.config import DataConfig, RunConfig
+from rayalign.console import say
 from rayalign.data.batching import collate
 from rayalign.data.encode import Encoded, encode_sft
 from rayalign.data.formats import CONVERSATIONAL, LANGUAGE_MODELING, PROMPT_COMPLETION, load_examples
@@ -43,14 +44,14 @@ def run_sft(config: RunConfig) -> dict:
     tokenizer = load_tokenizer(config.model.name_or_path)
     train_set, eval_set = load_sft_data(config.data, tokenizer, config.seed)
     steps = total_steps(config, len(train_set))
-    print(f"[sft] {len(train_set)} training examples, {len(eval_set)} held out; {steps} steps on "
-          f"{config.placement.num_workers} worker(s)", flush=True)
+    say(f"[sft] {len(train_set)} training examples, {len(eval_set)} held out; {steps} steps on "
+        f"{config.placement.num_workers} worker(s)")
     method = OfflineMethod("sft", {}, "causal_lm", lambda batch: collate(batch, tokenizer.pad_token_id),
                            summarise_sft, lambda example: len(example.input_ids))
 
     connect(config.placement.address)
     trainers, counts = trainer_group(config, method, steps, role="PolicyTrainer")
-    print(f"[sft] {counts}", flush=True)
+    say(f"[sft] {counts}")
     with trainers:
         before, after, step = train_offline(config, run, trainers, method, train_set, eval_set, steps)
         trainers.call("export", str(run.final), config.model.name_or_path)

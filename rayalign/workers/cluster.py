@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import ray
@@ -29,3 +30,16 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     # keep the driver's priority (measured: at 15 they starved behind other processes).
     os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+
+
+@contextlib.contextmanager
+def ray_session():
+    """A Ray connection made inside ends on the way out (one made before stays). Ray holds
+    back worker lines repeated across workers and prints them at shutdown: this way they
+    come out while the caller still decides where output goes, not after it has returned."""
+    connected = ray.is_initialized()
+    try:
+        yield
+    finally:
+        if not connected and ray.is_initialized():
+            ray.shutdown()
