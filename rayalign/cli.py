@@ -42,14 +42,17 @@ def _sft(args) -> int:
 
 
 def _quickstart(args) -> int:
+    from pathlib import Path
+
+    console.capture(Path(args.output_dir) / "rayalign.log", verbose=args.verbose)
     from rayalign.pipelines.quickstart import run_quickstart
 
     summary = run_quickstart(args.output_dir, args.overrides, address=args.address)
-    print(story_table(summary))
+    say(story_table(summary))
     if summary["report"]:
-        print(f"[quickstart] comparison report: {summary['report']}")
-    print(f"[quickstart] serve the results: rayalign serve --runs {args.output_dir}  (models "
-          f"smollm2-135m-instruct:prompt, smollm2-135m-instruct:sft, sft:grpo)")
+        say(f"[quickstart] comparison report: {summary['report']}")
+    say(f"[quickstart] serve the results: rayalign serve --runs {args.output_dir}  (models "
+        f"smollm2-135m-instruct:prompt, smollm2-135m-instruct:sft, sft:grpo)")
     return 0
 
 
@@ -146,22 +149,32 @@ def _eval(args) -> int:
     request = EvalRequest(args.model, args.data, rewards, args.prompt,
                           Sampling(args.samples, args.temperature, args.max_new_tokens), rollout, args.out_dir,
                           args.address, args.seed)
+    console.capture(_eval_log(args), verbose=args.verbose)
     results = run_eval(request)
     for result in results:
         for task, scores in result["by_task"].items():
             total = scores["total"]
-            print(f"[eval]   {result['data_label']} {task:>14}: {total['mean']:.3f} "
-                  f"[{total['low']:.3f}, {total['high']:.3f}] (n={total['n']})")
+            say(f"[eval]   {result['data_label']} {task:>14}: {total['mean']:.3f} "
+                f"[{total['low']:.3f}, {total['high']:.3f}] (n={total['n']})")
         if "written_to" in result:
-            print(f"[eval] written to {result['written_to']}")
+            say(f"[eval] written to {result['written_to']}")
     if args.out:
         with open(args.out, "w") as out:
             json.dump(results if len(results) > 1 else results[0], out, indent=1)
-        print(f"[eval] written to {args.out}")
+        say(f"[eval] written to {args.out}")
     elif not any("written_to" in result for result in results):
-        json.dump(results if len(results) > 1 else results[0], sys.stdout, indent=1)
-        print()
+        say(json.dumps(results if len(results) > 1 else results[0], indent=1))
     return 0
+
+
+def _eval_log(args):
+    """The run folder's log when there is one (the model's, or --out-dir), else one in the temp folder."""
+    import tempfile
+    from pathlib import Path
+
+    folder = args.out_dir or next((p for p in (args.model, args.prompt) if p and (Path(p) / "config.yaml").is_file()),
+                                  None)
+    return Path(folder) / "rayalign.log" if folder else Path(tempfile.gettempdir()) / "rayalign-eval.log"
 
 
 def _reward_list(path: str) -> list[dict]:
@@ -181,13 +194,11 @@ def _reward_list(path: str) -> list[dict]:
 
 
 def _prompt(args) -> int:
+    config = _run_config(args, "prompt")
     from rayalign.pipelines.prompting import run_prompting
 
-    report = run_prompting(load_config(args.config, args.overrides, method="prompt"))
-    held = report["held_out"]["scores"]["total"]
-    print(f"[prompt] chosen variant: {report['chosen']}; held-out {held['mean']:.3f} "
-          f"[{held['low']:.3f}, {held['high']:.3f}]")
-    print(f"[prompt] prompting run written to {report['final']}")
+    report = run_prompting(config)
+    say(f"[prompt] prompting run written to {report['final']}")
     return 0
 
 
@@ -248,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "baseline, SFT, GRPO from SFT, one eval of all, a comparison report")
     quickstart.add_argument("--output-dir", default="runs/quickstart", help="where the stages' run folders go")
     quickstart.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, a local cluster)")
+    quickstart.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     quickstart.add_argument("overrides", nargs="*", metavar="[stage:]key.path=value",
                             help="overrides for every stage, or one (prompt:, sft:, grpo:), e.g. sft:train.max_steps=30")
     quickstart.set_defaults(handler=_quickstart)
@@ -300,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out-dir", help="keep results in OUT_DIR/eval/ (default: the run folder, if any)")
     evaluate.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, a local cluster)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     evaluate.set_defaults(handler=_eval)
 
     prompt = commands.add_parser("prompt", help="prompting as a method: score prompt variants on a dev split, "
