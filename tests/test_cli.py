@@ -20,7 +20,7 @@ def rayalign(*args):
 def test_help_lists_the_commands():
     result = rayalign("--help")
     assert result.returncode == 0
-    for command in ("quickstart", "sft", "config", "model"):
+    for command in ("quickstart", "prompt", "eval", "sft", "report", "config", "model"):
         assert command in result.stdout
     sft = rayalign("sft", "--help")
     assert sft.returncode == 0 and "--config" in sft.stdout and "key.path=value" in sft.stdout
