@@ -73,10 +73,12 @@ def rl_run(parent: Path, name: str = "grpo", steps: int = 30) -> Path:
             "train/entropy": 2.0 - progress, "train/clip_fraction": 0.05, "train/grad_norm": 0.5, "train/lr": 2e-4,
             "time/generate_s": 3.0, "time/score_s": 0.2, "time/forward_s": 1.0, "time/train_s": 4.0,
             "time/sync_s": 0.3, "time/step_s": 8.5, "rollout/tokens_per_s": 120.0, "prompts_seen": 8 * step})
+    before = eval_result("smollm2-135m-instruct", 0.2, answer=lambda i, t: f"A long answer {i}")
+    before["by_task"]["capital"]["total"] = {"mean": 0.0, "low": 2.8e-17, "high": 0.39, "n": 4}  # as real bounds can be
     report = {"method": "rlhf/grpo", "steps": steps,
               "eval_before": {"eval/reward": 0.2, "eval/task/capital": 0.1},
               "eval_after": {"eval/reward": 0.7, "eval/task/capital": 0.2},
-              "held_out_before": eval_result("smollm2-135m-instruct", 0.2, answer=lambda i, t: f"A long answer {i}"),
+              "held_out_before": before,
               "held_out_after": eval_result(name, 0.7, answer=lambda i, t: SCRIPT_ANSWER if i == 0 else f"ok {i}"),
               "median_seconds": {"generate": 3.0, "train": 4.0},
               "trainable": "trainable parameters: 1,843,200 of 136,358,208 (1.35%)", "final": str(parent / name / "final")}

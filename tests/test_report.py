@@ -71,8 +71,8 @@ def test_rl_report_has_curves_held_out_results_per_task_and_answers_side_by_side
         assert f'alt="{title} over steps"' in html, title
     assert "train/clip_fraction</code> 0.05" in html  # constant all run: listed, not drawn
     assert "on-policy reinforcement learning: GRPO" in html and "constraint_check: function" in html
-    # before -> after: the flat figures, and the per-task table with 95% intervals
-    assert "<td>reward</td>" in html and "+0.5" in html
+    # before -> after: the per-task table with 95% intervals (the flat means would repeat it)
+    assert "<h3>median seconds</h3>" in html and "<td>reward</td>" not in html
     for task in ("addition", "capital", "lowercase"):
         assert f"<th>task: {task}</th>" in html
     assert '0.70<span class="ci">0.62 – 0.78</span>' in html and '0.20<span class="ci">0.12 – 0.28</span>' in html
@@ -89,10 +89,20 @@ def test_rl_report_has_curves_held_out_results_per_task_and_answers_side_by_side
     assert SCRIPT_ANSWER not in html and "<script" not in html
 
 
+def test_an_rl_report_without_evaluation_results_shows_its_flat_held_out_means(tmp_path):
+    folder = rl_run(tmp_path)
+    report = json.loads((folder / "report.json").read_text())
+    del report["held_out_before"], report["held_out_after"]
+    (folder / "report.json").write_text(json.dumps(report))
+    html = write_run_report(folder).read_text()
+    assert "<td>reward</td>" in html and "<td>task/capital</td>" in html and "+0.5" in html
+    assert 'id="held-out"' not in html
+
+
 def test_prompting_run_report_shows_its_variants_and_the_chosen_prompt(tmp_path):
     html = write_run_report(prompt_run(tmp_path)).read_text()
     assert_self_contained(html)
-    assert "Prompt variants on the dev data" in html and "<td>terse (chosen)</td>" in html
+    assert "Prompt variants on the dev data" in html and "<td>terse (chosen)<span class=\"tag\">prompt: terse</span></td>" in html
     assert "Answer in as few words as the question allows." in html
     assert 'id="figures"' not in html  # no before -> after: nothing was trained
     assert 'id="curves"' not in html  # a prompting run has no training steps
@@ -119,7 +129,7 @@ def test_comparison_of_runs_on_each_held_out_set(tmp_path):
     html = out.read_text()
     assert_self_contained(html)
     main_set = html.split("<h3>quickstart_eval ")[1].split("<h3>")[0]
-    rows = re.findall(r"<tr><td>(\w+)</td>", main_set)
+    rows = re.findall(r"<tr><td>(\w+)", main_set)
     assert rows == ["prompting", "sft", "grpo"]  # in the order given, named by run name
     assert "0.27 – 0.43" in main_set and "0.42 – 0.58" in main_set and "0.62 – 0.78" in main_set
     assert "<h3>quickstart_eval_phrasing " in html  # only sft has it: a block of one row

@@ -68,11 +68,23 @@ def training_curves(metrics: list[dict]) -> tuple[list[Panel], list[tuple[str, f
             title, members, stacked = item
             chosen = [key for key, _ in members if key in left]
             series = [_series(metrics, key, label, bands.get(key)) for key, label in members if key in left]
-            series = [line for line in series if len(line.steps) > 1]
+            series = _merge_equal([line for line in series if len(line.steps) > 1])
             if series:
                 panels.append(Panel(title, series, stacked))
         left = [key for key in left if key not in chosen]
     return panels, constants
+
+
+def _merge_equal(lines: list[Series]) -> list[Series]:
+    """One line for series that are the same numbers (a single reward source and the total)."""
+    kept: list[Series] = []
+    for line in lines:
+        twin = next((k for k in kept if (k.steps, k.values) == (line.steps, line.values)), None)
+        if twin is None:
+            kept.append(line)
+        else:
+            twin.label += f" = {line.label}"
+    return kept
 
 
 def _curve_keys(metrics: list[dict]) -> list[str]:

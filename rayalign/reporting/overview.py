@@ -55,15 +55,17 @@ def describe(run: RunFolder) -> dict:
 
 
 def headline(report: dict) -> dict:
-    """report.json's figures: before -> after pairs (top level and flat eval dicts) and
-    small tables of its other dicts of numbers (reward statistics, seconds per phase)."""
+    """report.json's figures: before -> after pairs (top level, and flat dicts of held-out
+    means unless full evaluation results say it better) and small tables of its other dicts
+    of numbers (reward statistics, seconds per phase)."""
     pairs = []
+    evaluated = any(is_eval_result(value) for value in report.values())  # flat dicts would repeat those results
     for key, before in report.items():
         if key.endswith("_before") and f"{key[:-7]}_after" in report:
             after = report[f"{key[:-7]}_after"]
             if _numeric(before) or _numeric(after):
                 pairs.append((key[:-7].replace("_", " "), before, after))
-            elif isinstance(before, dict) and isinstance(after, dict) and not is_eval_result(after):
+            elif isinstance(before, dict) and isinstance(after, dict) and not evaluated:
                 pairs += [(name.removeprefix("eval/"), before.get(name), after.get(name))
                           for name in dict.fromkeys([*before, *after])]
     tables = [(key.replace("_", " "), list(value.items())) for key, value in report.items()
@@ -106,6 +108,8 @@ def _reward(source: dict) -> str:
 
 
 def _steps(run: RunFolder) -> str | None:
+    if run.method == "prompt":  # its log counts prompt variants, not steps
+        return None
     done = run.report.get("steps", max((record["step"] for record in run.metrics), default=None))
     planned = run.setting("rlhf.steps") if run.method.startswith("rlhf") else run.setting("train.max_steps")
     if done is None:

@@ -34,7 +34,6 @@ def result_block(title: str, entries: list[tuple[str, dict]], samples: int = SAM
         sources = []  # a single source scores what the total does
     rows = [{
         "name": name,
-        "model": result.get("label") or result.get("model"),
         "variant": result.get("variant"),
         "prompts": result.get("prompts"),
         "total": _cell(result.get("scores", {}).get("total")),
@@ -93,7 +92,7 @@ def pick_indices(answers: list[dict], count: int) -> list[int]:
 
 def _answer(answer: dict) -> dict:
     return {"completion": answer.get("completion") or "", "score": (answer.get("scores") or {}).get("total"),
-            "tokens": answer.get("tokens")}
+            "tokens": answer.get("tokens"), "blank": not (answer.get("completion") or "").strip()}
 
 
 def _cell(interval: dict | None) -> dict | None:
