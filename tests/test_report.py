@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write_jsonl
-from report_fixtures import PROMPTS, SCRIPT_ANSWER, eval_result, prompt_run, rl_run, sft_run, write_run
+from report_fixtures import SCRIPT_ANSWER, eval_result, prompt_run, rl_run, sft_run, write_run
 from rayalign.cli import main
 from rayalign.config import load_config
 from rayalign.reporting import default_comparison_path, write_comparison, write_run_report
@@ -76,8 +76,8 @@ def test_rl_report_has_curves_held_out_results_per_task_and_answers_side_by_side
     for task in ("addition", "capital", "lowercase"):
         assert f"<th>task: {task}</th>" in html
     assert '0.70<span class="ci">0.62 – 0.78</span>' in html and '0.20<span class="ci">0.12 – 0.28</span>' in html
-    assert html.index("prompting baseline: prompting") < html.index("<td>before training</td>") \
-        < html.index("<td>after training</td>")
+    assert html.index("prompting baseline: prompting") < html.index("<td>grpo: before training</td>") \
+        < html.index("<td>grpo: after training</td>")
     assert 'alt="mean score per task on quickstart_eval, with 95% intervals"' in html
     blocks = samples(html)
     assert 6 <= len(blocks) <= 8
@@ -124,17 +124,25 @@ def test_comparison_of_runs_on_each_held_out_set(tmp_path):
     runs = [prompt_run(parent), sft_run(parent), rl_run(parent)]
     (runs[1] / "eval" / "quickstart_eval_phrasing.json").write_text(
         json.dumps(eval_result("sft", 0.4, data_label="quickstart_eval_phrasing")))
+    sampled = eval_result("grpo", 0.6)
+    sampled.update(sampling={"samples": 4, "temperature": 1.0, "max_new_tokens": 48},
+                   pass_at_k={"constraint_check": {"1": 0.6, "4": 0.8}})
+    (runs[2] / "eval").mkdir()
+    (runs[2] / "eval" / "quickstart_eval-n4-t1.json").write_text(json.dumps(sampled))
     out = write_comparison(runs, default_comparison_path(runs))
     assert out.resolve() == (parent / "report.html").resolve()
     html = out.read_text()
     assert_self_contained(html)
-    main_set = html.split("<h3>quickstart_eval ")[1].split("<h3>")[0]
+    main_set = html.split('<section id="set-1">')[1].split("</section>")[0]
+    assert "<h3>quickstart_eval <" in main_set
     rows = re.findall(r"<tr><td>(\w+)", main_set)
     assert rows == ["prompting", "sft", "grpo"]  # in the order given, named by run name
     assert "0.27 – 0.43" in main_set and "0.42 – 0.58" in main_set and "0.62 – 0.78" in main_set
     assert "<h3>quickstart_eval_phrasing " in html  # only sft has it: a block of one row
-    assert len(pngs(html)) == 2
-    answered = samples(html.split("<h3>quickstart_eval_phrasing ")[0])
+    assert "<h3>quickstart_eval (4 samples at temperature 1) " in html  # compared only with like sampling
+    assert "grpo: constraint_check: pass@1 0.60, pass@4 0.80" in html
+    assert len(pngs(html)) == 3
+    answered = samples(main_set)
     indices = [re.search(r'<span class="tag">#(\d+)</span>', block).group(1) for block in answered]
     assert len(indices) == 8 and len(set(indices)) == 8
     for block in answered:  # the same prompt answered by every run

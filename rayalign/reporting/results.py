@@ -63,9 +63,9 @@ def side_by_side(entries: list[tuple[str, dict]], count: int = SAMPLE_ANSWERS) -
     rows are prompts, picked spread over tasks."""
     kept = [(name, {a["index"]: a for a in result.get("answers") or []}) for name, result in entries]
     kept = [(name, answers) for name, answers in kept if answers]
-    if not kept:
+    shared = set.intersection(*(set(answers) for _, answers in kept)) if kept else set()
+    if not shared:
         return None
-    shared = set.intersection(*(set(answers) for _, answers in kept))
     first = [answer for index, answer in kept[0][1].items() if index in shared]
     prompts = []
     for index in pick_indices(first, count):

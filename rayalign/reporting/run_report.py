@@ -25,7 +25,7 @@ def write_run_report(run_dir: str | Path, out: str | Path | None = None) -> Path
     """Render the run's report to `out` (default `<run_dir>/report.html`); returns the path."""
     run = load_run(run_dir)
     about = describe(run)
-    own = run.results()
+    own = [(f"{run.name}: {what}", result) for what, result in run.results()]
     sets = list(dict.fromkeys(result_set(result) for _, result in own))
     baselines = [(f"prompting baseline: {sibling.name}" + ("" if what == "prompted" else f" ({what})"), result)
                  for sibling in sibling_prompt_runs(run) for what, result in sibling.results()
