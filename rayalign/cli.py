@@ -202,6 +202,16 @@ def _prompt(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from rayalign.reporting import default_comparison_path, write_comparison, write_run_report
+
+    if len(args.runs) == 1:
+        print(write_run_report(args.runs[0], args.out))
+    else:
+        print(write_comparison(args.runs, args.out or default_comparison_path(args.runs)))
+    return 0
+
+
 def _serve(args) -> int:
     import time
 
@@ -319,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
                                  "report the best on held-out prompts")
     _add_run_arguments(prompt)
     prompt.set_defaults(handler=_prompt)
+
+    report = commands.add_parser("report", help="write a run's report.html, or a comparison of several runs")
+    report.add_argument("runs", nargs="+", metavar="RUN", help="run folders (runs/<name>)")
+    report.add_argument("--out", help="the HTML file to write (default: RUN/report.html for one run; "
+                        "report.html in the runs' common parent folder for several)")
+    report.set_defaults(handler=_report)
 
     serve = commands.add_parser("serve", help="serve tuned models, reward models and the judge "
                                 "(OpenAI-compatible, Ray Serve)")

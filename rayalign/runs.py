@@ -8,6 +8,7 @@
     runs/<name>/final/              the trained adapter or model
     runs/<name>/report.json         the summary figures
     runs/<name>/rayalign.log        what libraries printed during CLI runs (rayalign/console.py)
+    runs/<name>/report.html         the run report (rayalign/reporting), written at close
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from rayalign.config import RunConfig, dump_config
+from rayalign.console import say
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -65,6 +67,12 @@ class RunDir:
     def close(self) -> None:
         if self._tensorboard is not None:
             self._tensorboard.close()
+        try:  # the report is a reading aid: a failure to render it never fails the run
+            from rayalign.reporting import write_run_report
+
+            write_run_report(self.path)
+        except Exception as exc:
+            say(f"rayalign: warning: no report.html for {self.path} ({type(exc).__name__}: {exc})")
 
     # ---------------------------------------------------------------- checkpoints
     def staging_checkpoint(self, step: int) -> Path:

