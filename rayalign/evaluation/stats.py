@@ -39,7 +39,7 @@ def interval(values: list[float], binary: bool | None = None) -> dict:
     else:
         half = Z95 * statistics.stdev(values) / math.sqrt(n) if n > 1 else math.inf
         low, high = mean - half, mean + half
-    return {"mean": mean, "low": low, "high": high, "n": n}
+    return {"mean": mean, "low": min(low, mean), "high": max(high, mean), "n": n}  # float noise never flips them
 
 
 def prompt_interval(per_prompt: list[list[float]]) -> dict:

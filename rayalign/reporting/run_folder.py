@@ -1,7 +1,8 @@
 """A run folder `runs/<name>/` as the reports read it: whatever of it exists.
 
 A run that stopped halfway has only some of config.yaml, metrics.jsonl, report.json,
-eval/<data_label>.json and prompt.json. Loading keeps what is there, leaves the rest
+eval/<data_label>.json and prompt.json; a folder of evaluation results alone (a base model's,
+`rayalign eval --out-dir`) is read too. Loading keeps what is there, leaves the rest
 empty, and notes the files it found but could not read, so a report shows what it can.
 """
 
@@ -63,8 +64,9 @@ def is_eval_result(value) -> bool:
 
 def load_run(path: str | Path) -> RunFolder:
     path = Path(path)
-    if not path.is_dir() or not any((path / marker).is_file() for marker in MARKERS):
-        raise FileNotFoundError(f"{path}: not a run folder (it has none of {', '.join(MARKERS)})")
+    if not path.is_dir() or not (any((path / marker).is_file() for marker in MARKERS)
+                                 or any((path / "eval").glob("*.json"))):
+        raise FileNotFoundError(f"{path}: not a run folder (it has none of {', '.join(MARKERS)}, eval/*.json)")
     run = RunFolder(path)
     run.config = _read(run, path / "config.yaml", yaml.safe_load) or {}
     run.report = _read(run, path / "report.json", json.loads) or {}
