@@ -27,6 +27,7 @@ def test_story_runs_skips_and_resumes(ray_cluster, tmp_path, capsys):
                                                                                 records(200, 6)))
     overrides = [f"model.name_or_path={model}", f"data.train={train}", f"data.eval={held[0]}", "data.max_length=256",
                  "logging.progress=false", "rollout.max_new_tokens=8", "prompt:prompt.dev_samples=4",
+                 "prompt:prompt.variants=[{name: plain}, {name: one-shot, shots: 1}]",
                  "sft:train.max_steps=2", "sft:placement.num_workers=1", "sft:train.eval_every=0",
                  "grpo:rlhf.steps=2", "grpo:rlhf.prompts_per_step=2", "grpo:rlhf.samples_per_prompt=2",
                  "grpo:train.micro_batch_size=4", "grpo:rlhf.save_every=1"]
