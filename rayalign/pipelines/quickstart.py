@@ -24,7 +24,10 @@ from rayalign.evaluation.evaluate import Sampling
 from rayalign.pipelines.evaluate import RULE_CHECK, EvalRequest, result_name, run_eval
 
 EVAL_SETS = ("shipped:quickstart_eval.jsonl", "shipped:quickstart_eval_phrasing.jsonl")
-EVAL_REWARDS = [RULE_CHECK, RewardSourceConfig(type="function", path="rayalign.rewards.quickstart:on_topic")]
+# Success is the rule check (the total); on_topic is reported beside it (weight 0), to show
+# whether answers still say what the reference answer says.
+EVAL_REWARDS = [RULE_CHECK, RewardSourceConfig(type="function", path="rayalign.rewards.quickstart:on_topic",
+                                               weight=0.0)]
 BASE = "base"
 
 

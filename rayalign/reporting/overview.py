@@ -15,6 +15,7 @@ METHODS = {
     "dpo": "direct preference optimisation (DPO)",
     "rlhf": "on-policy reinforcement learning",
     "prompt": "prompting: prompt variants chosen on dev data, no weights changed",
+    "eval": "a model as it is, evaluated only (rayalign eval)",
 }
 OFFLINE = ["train.epochs", "train.max_steps", "train.micro_batch_size", "train.gradient_accumulation_steps",
            "train.lr", "train.lr_scheduler", "train.warmup_steps", "train.weight_decay", "train.max_grad_norm",
@@ -36,7 +37,8 @@ def describe(run: RunFolder) -> dict:
     """Facts (label, text) about the run, and its key settings (dotted key, value)."""
     family, _, variant = run.method.partition("/")
     method = METHODS.get(family, family) + (f": {variant.upper()}" if variant else "")
-    facts = [("method", method), ("base model", run.setting("model.name_or_path") or run.report.get("base"))]
+    facts = [("method", method), ("base model", run.setting("model.name_or_path") or run.report.get("base")
+                                  or (run.evals[0]["model"] if run.method == "eval" else None))]
     facts.append(("what trains", _what_trains(run)))
     if run.report.get("trainable"):
         facts.append(("trainable parameters", str(run.report["trainable"]).removeprefix("trainable parameters: ")))
@@ -127,6 +129,8 @@ def _span(run: RunFolder) -> str | None:
 
 
 def _status(run: RunFolder) -> str:
+    if run.method == "eval":
+        return "evaluated"
     if run.report:
         return "finished" + (" (final model written)" if (run.path / "final").is_dir() else "")
     return "incomplete: no report.json (the run stopped before its end, or is still running)"

@@ -38,7 +38,8 @@ class RunFolder:
     @property
     def method(self) -> str:
         """report.json's method when there is one (it names the RL algorithm), else the config's."""
-        return self.report.get("method") or self.config.get("method") or "unknown"
+        return (self.report.get("method") or self.config.get("method")
+                or ("eval" if self.evals and not self.config else "unknown"))
 
     def setting(self, dotted: str):
         """A value of config.yaml by dotted key, or None."""
