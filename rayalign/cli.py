@@ -49,6 +49,7 @@ def _quickstart(args) -> int:
 
     summary = run_quickstart(args.output_dir, args.overrides, address=args.address)
     say(story_table(summary))
+    say(f"[quickstart] this run took {summary['seconds'] / 60:.1f} min (stages already done are skipped)")
     if summary["report"]:
         say(f"[quickstart] comparison report: {summary['report']}")
     say(f"[quickstart] serve the results: rayalign serve --runs {args.output_dir}  (models "

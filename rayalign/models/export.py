@@ -74,3 +74,23 @@ def weights_payload(model, mode: str, dtype=None) -> dict[str, bytes]:
         raise ValueError(f"unknown weight-sync mode {mode!r}; choose adapter, merged or full")
     return {"model.safetensors": save({k: v.to(dtype).contiguous() if dtype else v.contiguous()
                                        for k, v in state.items()})}
+
+
+ARCHITECTURE_KEYS = ("architectures", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "num_key_value_heads", "intermediate_size", "vocab_size", "tie_word_embeddings")
+
+
+def same_architecture(folder_a: str, folder_b: str) -> bool:
+    """Whether two full-model folders hold weights of one shape (one can be loaded in place of the other)."""
+    import json
+
+    a, b = (json.loads((Path(f) / "config.json").read_text()) for f in (folder_a, folder_b))
+    return all(a.get(key) == b.get(key) for key in ARCHITECTURE_KEYS)
+
+
+def folder_payload(folder: str) -> dict[str, bytes]:
+    """A full model's weight files in memory, as a rollout engine's full weight load takes them."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no *.safetensors weights to load")
+    return {path.name: path.read_bytes() for path in files}

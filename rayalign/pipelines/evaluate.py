@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ray
 import yaml
 
 from rayalign.config import ConfigError, RewardSourceConfig, RolloutConfig
@@ -22,6 +23,7 @@ from rayalign.data.prompting import PromptVariant, read_prompt_run
 from rayalign.data.prompts import load_prompts, with_variant
 from rayalign.evaluation.evaluate import Sampling, brief, data_label, evaluate
 from rayalign.models.chain import start_model
+from rayalign.models.export import folder_payload, same_architecture
 from rayalign.models.loading import load_tokenizer
 from rayalign.models.registry import BUILTIN_MODELS
 from rayalign.runs import write_atomic
@@ -88,6 +90,7 @@ class EvalWorkers:
     def __init__(self, folder: str, rollout: RolloutConfig, rewards: list[RewardSourceConfig], seed: int,
                  timeout_s: float):
         n, cpus, gpus = rollout.num_workers, rollout.cpus_per_worker, rollout.gpus_per_worker
+        self.folder, self.rollout_config, self.rewards = folder, rollout, rewards
         self.placement = reserve([{"CPU": cpus, **({"GPU": gpus} if gpus else {})}] * n, timeout_s, "evaluation")
         self.groups: list[ActorGroup] = []
         try:
@@ -104,6 +107,19 @@ class EvalWorkers:
                            bundles=bundles)
         self.groups.append(group)
         return group
+
+    def serves(self, folder: str, rollout: RolloutConfig, rewards: list[RewardSourceConfig]) -> bool:
+        """Whether these workers can answer for `folder` as they are or after a weight load."""
+        return rollout == self.rollout_config and rewards == self.rewards and same_architecture(folder, self.folder)
+
+    def use_model(self, folder: str) -> None:
+        """Load another model of the same architecture into the running engines: a weight reload
+        (well under a second for 135M parameters), not a new engine (half a minute on CPU)."""
+        if Path(folder).resolve() != Path(self.folder).resolve():
+            shared = ray.put(folder_payload(folder))
+            self.rollout.gather([actor.load_weights.remote(shared) for actor in self.rollout.actors],
+                                f"load {folder}")
+            self.folder = folder
 
     def generate(self, prompts: list[list[int]], n: int, greedy: bool) -> list[list]:
         return generate_split(self.rollout, prompts, n, greedy)
@@ -133,11 +149,18 @@ def result_name(data: str, sampling: Sampling) -> str:
     return data_label(data) + suffix
 
 
-def run_eval(request: EvalRequest) -> list[dict]:
+def eval_rollout(request: EvalRequest) -> RolloutConfig:
+    """The rollout settings that draw the request's answers."""
+    return request.rollout.model_copy(update={"max_new_tokens": request.sampling.max_new_tokens,
+                                              "temperature": request.sampling.temperature or 1.0})
+
+
+def run_eval(request: EvalRequest, workers: EvalWorkers | None = None) -> list[dict]:
+    """Evaluate on fresh workers, or on `workers` (left running for the caller to reuse and close)
+    when they can serve this model."""
     target = resolve_target(request.model, request.prompt)
     tokenizer = load_tokenizer(target.folder)
-    rollout = request.rollout.model_copy(update={"max_new_tokens": request.sampling.max_new_tokens,
-                                                 "temperature": request.sampling.temperature or 1.0})
+    rollout = eval_rollout(request)
     limit = rollout.max_model_len - rollout.max_new_tokens
     sets = {path: with_variant(load_prompts(path, tokenizer, limit), target.variant, tokenizer, limit)
             for path in request.data}
@@ -149,8 +172,11 @@ def run_eval(request: EvalRequest) -> list[dict]:
 
     connect(request.address)
     results = []
-    workers = EvalWorkers(target.folder, rollout, rewards, request.seed, request.timeout_s)
+    own = workers is None or not workers.serves(target.folder, rollout, rewards)
+    if own:
+        workers = EvalWorkers(target.folder, rollout, rewards, request.seed, request.timeout_s)
     try:
+        workers.use_model(target.folder)
         for path, examples in sets.items():
             about = {"model": request.model, "label": target.label, "data": path, "data_label": data_label(path),
                      "prompt": request.prompt, "variant": target.variant.name if target.variant else None}
@@ -162,7 +188,8 @@ def run_eval(request: EvalRequest) -> list[dict]:
                 result["written_to"] = str(where)
             results.append(result)
     finally:
-        workers.close()
+        if own:
+            workers.close()
     return results
 
 

@@ -15,13 +15,16 @@ checkpoint: running the command again finishes the story.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rayalign.config import RewardSourceConfig, RunConfig, load_config
 from rayalign.console import say
 from rayalign.evaluation.evaluate import Sampling
-from rayalign.pipelines.evaluate import RULE_CHECK, EvalRequest, result_name, run_eval
+from rayalign.models.chain import start_model
+from rayalign.pipelines.evaluate import RULE_CHECK, EvalRequest, EvalWorkers, eval_rollout, result_name, run_eval
+from rayalign.workers.cluster import connect
 
 EVAL_SETS = ("shipped:quickstart_eval.jsonl", "shipped:quickstart_eval_phrasing.jsonl")
 # Success is the rule check (the total); on_topic is reported beside it (weight 0), to show
@@ -70,29 +73,55 @@ def run_stage(stage: Stage, config: RunConfig) -> None:
         say(f"[quickstart] {stage.name}: done already ({config.run_dir}); skipped")
         return
     say(f"[quickstart] {stage.name}: {stage.title} -> {config.run_dir}")
-    {"prompt": run_prompting, "sft": run_sft, "rlhf": run_rlhf}[config.method](config)
+    started = time.perf_counter()
+    report = {"prompt": run_prompting, "sft": run_sft, "rlhf": run_rlhf}[config.method](config)
+    say(f"[quickstart] {stage.name}: done in {_minutes(time.perf_counter() - started)}; {_outcome(report)}")
+
+
+def _outcome(report: dict) -> str:
+    """A stage's result in a few words."""
+    if report.get("eval_loss_after") is not None:
+        return f"held-out loss {report['eval_loss_before']:.4f} -> {report['eval_loss_after']:.4f}"
+    if report.get("chosen"):
+        return f"chosen prompt {report['chosen']!r}"
+    return f"model written to {report['final']}"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
 
 
 def evaluate_all(root: Path, base: str, eval_sets: tuple[str, ...], sampling: Sampling, address: str | None,
                  ) -> dict[str, dict[str, dict]]:
     """{model label: {data file: result}} for the base model and every stage, each result kept in
-    the model's run folder (the base model's in <root>/base); fresh results are reused."""
+    the model's run folder (the base model's in <root>/base); fresh results are reused. One set
+    of workers answers for every model: each model's weights are loaded into the same engines."""
     models = {BASE: (base, root / BASE), **{s.name: (str(root / s.name), root / s.name) for s in STAGES}}
+    template = EvalRequest(base, list(eval_sets), EVAL_REWARDS, sampling=sampling, address=address)
     results: dict[str, dict[str, dict]] = {}
-    for label, (model, folder) in models.items():
-        wanted = {data: folder / "eval" / f"{result_name(data, sampling)}.json" for data in eval_sets}
-        stale = [data for data, path in wanted.items()
-                 if not path.is_file() or path.stat().st_mtime < model_time(folder)]
-        if stale:
-            run_eval(EvalRequest(model, stale, EVAL_REWARDS, sampling=sampling, out_dir=str(folder), address=address))
-        else:
-            say(f"[quickstart] eval {label}: done already; skipped")
-        results[label] = {data: json.loads(path.read_text()) for data, path in wanted.items()}
+    workers = None
+    connect(address)
+    try:
+        for label, (model, folder) in models.items():
+            wanted = {data: folder / "eval" / f"{result_name(data, sampling)}.json" for data in eval_sets}
+            stale = [data for data, path in wanted.items()
+                     if not path.is_file() or path.stat().st_mtime < model_time(folder)]
+            if stale:
+                workers = workers or EvalWorkers(start_model(base), eval_rollout(template), EVAL_REWARDS,
+                                                 template.seed, template.timeout_s)
+                run_eval(replace(template, model=model, data=stale, out_dir=str(folder)), workers)
+            else:
+                say(f"[quickstart] eval {label}: done already; skipped")
+            results[label] = {data: json.loads(path.read_text()) for data, path in wanted.items()}
+    finally:
+        if workers is not None:
+            workers.close()
     return results
 
 
 def run_quickstart(output_dir: str = "runs/quickstart", overrides: list[str] = (),
                    eval_sets: tuple[str, ...] = EVAL_SETS, address: str | None = None) -> dict:
+    began = time.perf_counter()
     root = Path(output_dir)
     configs = {stage.name: stage_config(stage, root, list(overrides)) for stage in STAGES}
     for stage in STAGES:
@@ -101,13 +130,16 @@ def run_quickstart(output_dir: str = "runs/quickstart", overrides: list[str] = (
     base = configs["prompt"].model.name_or_path
     sampling = Sampling(1, 0.0, configs["grpo"].rollout.max_new_tokens)
     say("[quickstart] eval: the base model, the best prompt, SFT and SFT + GRPO on the same held-out prompts")
+    started = time.perf_counter()
     results = evaluate_all(root, base, eval_sets, sampling, address)
+    say(f"[quickstart] eval: done in {_minutes(time.perf_counter() - started)}")
 
     report_path = write_story_report(root)
     summary = {"models": {label: {data: _figures(result) for data, result in by_data.items()}
                           for label, by_data in results.items()},
                "chosen_prompt": json.loads((root / "prompt" / "report.json").read_text())["chosen"],
-               "report": str(report_path) if report_path else None}
+               "report": str(report_path) if report_path else None,
+               "seconds": round(time.perf_counter() - began, 1)}
     (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
