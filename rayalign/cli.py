@@ -45,39 +45,16 @@ def _quickstart(args) -> int:
     from pathlib import Path
 
     console.capture(Path(args.output_dir) / "rayalign.log", verbose=args.verbose)
-    from rayalign.pipelines.quickstart import run_quickstart
+    from rayalign.pipelines.quickstart import run_quickstart, summary_table
 
     summary = run_quickstart(args.output_dir, args.overrides, address=args.address)
-    say(story_table(summary))
+    say(summary_table(summary))
     say(f"[quickstart] this run took {summary['seconds'] / 60:.1f} min (stages already done are skipped)")
     if summary["report"]:
         say(f"[quickstart] comparison report: {summary['report']}")
     say(f"[quickstart] serve the results: rayalign serve --runs {args.output_dir}  (models "
         f"smollm2-135m-instruct:prompt, smollm2-135m-instruct:sft, sft:grpo)")
     return 0
-
-
-def story_table(summary: dict) -> str:
-    """Held-out success (95% interval), on-topic share and answer length of every model, per split."""
-    splits = list(next(iter(summary["models"].values())))
-    titles = {"base": "base model", "prompt": f"best prompt ({summary['chosen_prompt']})", "sft": "SFT (LoRA)",
-              "grpo": "SFT + GRPO"}
-    header = f"{'model':<28}" + "".join(f"{_short(split):>42}" for split in splits)
-    lines = ["", "[quickstart] held-out success (rule check, 95% interval) | on-topic | tokens per answer", header]
-    for label, by_split in summary["models"].items():
-        cells = []
-        for split in splits:
-            f = by_split[split]
-            s, topic = f["success"], f["on_topic"]["mean"] if f["on_topic"] else float("nan")
-            cells.append(f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}] | {topic:.2f} | {f['tokens']:5.1f}")
-        lines.append(f"{titles.get(label, label):<28}" + "".join(f"{c:>42}" for c in cells))
-    return "\n".join(lines) + "\n"
-
-
-def _short(split: str) -> str:
-    from rayalign.evaluation.evaluate import data_label
-
-    return data_label(split)
 
 
 def _print_pair_figures(label: str, report: dict) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rayalign.config import RewardSourceConfig, RunConfig, load_config
 from rayalign.console import say
-from rayalign.evaluation.evaluate import Sampling
+from rayalign.evaluation.evaluate import Sampling, data_label
 from rayalign.models.chain import start_model
 from rayalign.pipelines.evaluate import RULE_CHECK, EvalRequest, EvalWorkers, eval_rollout, result_name, run_eval
 from rayalign.workers.cluster import connect
@@ -155,3 +155,20 @@ def write_story_report(root: Path) -> Path | None:
 
     runs = [root / BASE, *(root / s.name for s in STAGES)]
     return write_comparison(runs, root / "report.html")
+
+
+def summary_table(summary: dict) -> str:
+    """Held-out success (95% interval), on-topic share and answer length of every model, per split."""
+    splits = list(next(iter(summary["models"].values())))
+    titles = {BASE: "base model", **{s.name: s.title for s in STAGES}}
+    titles["prompt"] += f" ({summary['chosen_prompt']})"
+    header = f"{'model':<28}" + "".join(f"{data_label(split):>42}" for split in splits)
+    lines = ["", "[quickstart] held-out success (rule check, 95% interval) | on-topic | tokens per answer", header]
+    for label, by_split in summary["models"].items():
+        cells = []
+        for split in splits:
+            f = by_split[split]
+            s, topic = f["success"], f["on_topic"]["mean"] if f["on_topic"] else float("nan")
+            cells.append(f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}] | {topic:.2f} | {f['tokens']:5.1f}")
+        lines.append(f"{titles.get(label, label):<28}" + "".join(f"{c:>42}" for c in cells))
+    return "\n".join(lines) + "\n"
