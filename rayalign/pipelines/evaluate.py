@@ -30,7 +30,7 @@ from rayalign.runs import write_atomic
 from rayalign.workers.cluster import connect
 from rayalign.workers.group import ActorGroup, reserve
 from rayalign.workers.placement import REWARD, ROLLOUT
-from rayalign.workers.reward import RewardWorker
+from rayalign.workers.reward import RewardWorker, score_on
 from rayalign.workers.rollout import RolloutWorker, generate_split
 
 RULE_CHECK = RewardSourceConfig(type="function", path="rayalign.rewards.quickstart:constraint_check")
@@ -125,7 +125,7 @@ class EvalWorkers:
         return generate_split(self.rollout, prompts, n, greedy)
 
     def score(self, prompts: list, completions: list[str], metadata: list[dict]) -> tuple[list[float], dict]:
-        return self.reward.gather([self.reward.actors[0].score.remote(prompts, completions, metadata)], "score")[0]
+        return score_on(self.reward, prompts, completions, metadata)
 
     def close(self) -> None:
         from ray.util.placement_group import remove_placement_group

@@ -21,7 +21,7 @@ from rayalign.pipelines.offline import forward_all
 from rayalign.workers.group import ActorGroup, reserve
 from rayalign.workers.placement import CRITIC, REFERENCE, REWARD, ROLLOUT, TRAINER, plan_placement
 from rayalign.workers.reference import ReferenceWorker
-from rayalign.workers.reward import RewardWorker
+from rayalign.workers.reward import RewardWorker, score_on
 from rayalign.workers.rollout import RolloutWorker, generate_split
 from rayalign.workers.trainer import TrainerSpec, setup_trainers, trainer_actors
 
@@ -150,7 +150,7 @@ class RlRoles:
         return generate_split(self.rollout, prompts, n, greedy)
 
     def score(self, prompts: list, completions: list[str], metadata: list[dict]) -> tuple[list[float], dict]:
-        return self.reward.gather([self.reward.actors[0].score.remote(prompts, completions, metadata)], "score")[0]
+        return score_on(self.reward, prompts, completions, metadata)
 
     def forward(self, group: ActorGroup, rollouts: list[Rollout], objective: str, key: str, pad_id: int,
                 micro: int) -> list[list[float]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ray
 
+from rayalign.workers.group import ActorGroup
 from rayalign.workers.placement import location
 
 
@@ -20,3 +21,8 @@ class RewardWorker:
     def score(self, prompts: list, completions: list[str], metadata: list[dict]) -> tuple[list[float], dict]:
         """(weighted total per sample, {source label: its scores})."""
         return self.mix.score(prompts, completions, metadata)
+
+
+def score_on(group: ActorGroup, prompts: list, completions: list[str], metadata: list[dict]) -> tuple[list, dict]:
+    """The weighted totals and each source's scores, from the group's reward worker."""
+    return group.gather([group.actors[0].score.remote(prompts, completions, metadata)], "score")[0]
