@@ -9,6 +9,7 @@ from pydantic import Field
 
 from rayalign.config.methods import (CriticConfig, DpoConfig, PromptConfig, RewardModelConfig, RewardSourceConfig,
                                      RlhfConfig, RolloutConfig)
+from rayalign.config.rlaif import LabelerConfig, RlaifConfig
 from rayalign.config.sections import DataConfig, LoggingConfig, ModelConfig, PlacementConfig, TrainConfig, _Strict
 
 
@@ -17,7 +18,7 @@ class ConfigError(ValueError):
 
 
 class RunConfig(_Strict):
-    method: Literal["sft", "rm", "dpo", "rlhf", "prompt"]
+    method: Literal["sft", "rm", "dpo", "rlhf", "prompt", "rlaif_label", "rlaif_revise"]
     name: str = Field(..., pattern=r"^[A-Za-z0-9._-]+$")
     output_dir: str = "runs"
     seed: int = 0
@@ -31,6 +32,8 @@ class RunConfig(_Strict):
     rewards: list[RewardSourceConfig] = []
     critic: CriticConfig = CriticConfig()
     prompt: PromptConfig = PromptConfig()
+    labeler: LabelerConfig = LabelerConfig()
+    rlaif: RlaifConfig = RlaifConfig()
     placement: PlacementConfig = PlacementConfig()
     logging: LoggingConfig = LoggingConfig()
 

@@ -52,6 +52,16 @@ def encode_prompt(prompt: str | list[dict], tokenizer) -> list[int]:
     return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
 
+def encode_chat(messages: list[dict], tokenizer) -> list[int]:
+    """A conversation as the model sees it, rendered by the chat template. One whose last
+    message is the assistant's is continued from that text (a prefilled reply); otherwise
+    the generation prompt opens a new assistant turn."""
+    prefilled = messages[-1]["role"] == "assistant"
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=not prefilled,
+                                         continue_final_message=prefilled)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def load_prompts(path: str, tokenizer, max_prompt_length: int) -> list[PromptExample]:
     """Every prompt of a file, validated; a prompt longer than `max_prompt_length` tokens
     is an error naming its line (truncating a prompt would change the task)."""

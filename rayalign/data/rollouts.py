@@ -25,6 +25,16 @@ class Sample:
 
 
 @dataclass
+class Continuation:
+    """A greedy reply as text, with each generated token's text and the top log-probabilities
+    at its position ({token text: logprob}), when they were asked for."""
+
+    text: str
+    tokens: list[str] = field(default_factory=list)
+    top_logprobs: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
 class Rollout:
     sample: Sample
     fields: dict[str, list[float]] = field(default_factory=dict)  # per response token

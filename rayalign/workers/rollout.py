@@ -25,6 +25,10 @@ class RolloutWorker:
     def generate(self, prompts: list[list[int]], n: int, greedy: bool = False) -> list:
         return self.engine.generate(prompts, n, greedy)
 
+    def continue_text(self, prompts: list[list[int]], max_new_tokens: int, top_logprobs: int = 0,
+                      stop: list[str] | None = None) -> list:
+        return self.engine.continue_text(prompts, max_new_tokens, top_logprobs, stop)
+
     def load_adapter(self, payload: dict[str, bytes], version: int) -> None:
         self.engine.load_adapter(payload, version)
 
@@ -36,10 +40,21 @@ class RolloutWorker:
             self.engine.close()
 
 
-def generate_split(group: ActorGroup, prompts: list[list[int]], n: int, greedy: bool = False) -> list[list]:
-    """n samples per prompt from a group of RolloutWorkers, the prompts split over them in order."""
+def _split(group: ActorGroup, prompts: list[list[int]], method: str, *args) -> list:
+    """One result per prompt from `method` of a group of RolloutWorkers, the prompts split over them in order."""
     size = -(-len(prompts) // len(group))
     chunks = [prompts[i * size:(i + 1) * size] for i in range(len(group))]
     busy = [(actor, chunk) for actor, chunk in zip(group.actors, chunks) if chunk]
-    results = group.gather([actor.generate.remote(chunk, n, greedy) for actor, chunk in busy], "generate")
-    return [samples for part in results for samples in part]
+    results = group.gather([getattr(actor, method).remote(chunk, *args) for actor, chunk in busy], method)
+    return [item for part in results for item in part]
+
+
+def generate_split(group: ActorGroup, prompts: list[list[int]], n: int, greedy: bool = False) -> list[list]:
+    """n samples per prompt from a group of RolloutWorkers."""
+    return _split(group, prompts, "generate", n, greedy)
+
+
+def continue_split(group: ActorGroup, prompts: list[list[int]], max_new_tokens: int, top_logprobs: int = 0,
+                   stop: list[str] | None = None) -> list:
+    """A greedy `Continuation` per prompt from a group of RolloutWorkers."""
+    return _split(group, prompts, "continue_text", max_new_tokens, top_logprobs, stop)
