@@ -37,9 +37,13 @@ class RewardSourceConfig(_Strict):
     type `http`: POST {"prompts", "completions", "metadata"} to `url`, read {"rewards": [...]};
         `api_key_env` names an environment variable holding a bearer token.
     type `judge`: the AI critic endpoint at `url` (rayalign serve's /v1/judge), pointwise.
+    type `critic`: direct RLAIF, an AI critic's expected 1-10 score rescaled to [-1, 1]
+        (rayalign/rewards/critic.py): `path` a model run inside the reward worker, or `url`
+        an OpenAI-compatible server with options.served_model; options: engine, rubric,
+        rationale, dtype, max_model_len, threads.
     """
 
-    type: Literal["function", "model", "http", "judge"]
+    type: Literal["function", "model", "http", "judge", "critic"]
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$")
     weight: float = 1.0
     path: str | None = None
@@ -56,6 +60,8 @@ class RewardSourceConfig(_Strict):
             raise ValueError("a model reward needs path: a reward model folder")
         if self.type in ("http", "judge") and not self.url:
             raise ValueError(f"a {self.type} reward needs url")
+        if self.type == "critic" and not (self.path or self.url):
+            raise ValueError("a critic reward needs path (a local model) or url (an OpenAI-compatible server)")
         return self
 
     @property

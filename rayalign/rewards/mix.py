@@ -44,21 +44,27 @@ class RewardMix:
         return total, per_source
 
 
-def _model_source(config: RewardSourceConfig):
-    from rayalign.rewards.reward_model import RewardModelScorer  # torch and transformers: only when needed
-
+def _with_options(config: RewardSourceConfig, cls, *args, **kwargs):
+    """`cls(*args, **kwargs, **config.options)`; options that do not fit its signature are a named error."""
     try:
-        inspect.signature(RewardModelScorer).bind(config.path, **config.options)
+        inspect.signature(cls).bind(*args, **kwargs, **config.options)
     except TypeError as exc:
         raise RewardError(f"reward source {config.label!r}: options {sorted(config.options)} do not fit "
-                          f"RewardModelScorer{inspect.signature(RewardModelScorer)}: {exc}") from None
-    return RewardModelScorer(config.path, **config.options)
+                          f"{cls.__name__}{inspect.signature(cls)}: {exc}") from None
+    return cls(*args, **kwargs, **config.options)
 
 
 def build_source(config: RewardSourceConfig) -> RewardSource:
-    """The callable for one `rewards:` entry of a recipe."""
+    """The callable for one `rewards:` entry of a recipe (models load only when needed)."""
     if config.type == "model":
-        return _model_source(config)
+        from rayalign.rewards.reward_model import RewardModelScorer
+
+        return _with_options(config, RewardModelScorer, config.path)
+    if config.type == "critic":
+        from rayalign.rewards.critic import CriticReward
+
+        return _with_options(config, CriticReward, path=config.path, url=config.url, api_key_env=config.api_key_env,
+                             timeout_s=config.timeout_s, name=config.label)
     if config.type == "function":
         return FunctionReward(config.path, config.options)
     remote = HttpReward if config.type == "http" else JudgeReward
