@@ -1,6 +1,6 @@
 """Preference pairs: the shapes users bring (HH-RLHF transcripts, UltraFeedback-binarized,
 TRL explicit/implicit prompt), how they split into prompt + completions, how they encode and
-batch, and the errors bad rows give (file, line, field)."""
+batch (with graded margins, soft labels), and the errors bad rows give (file, line, field)."""
 
 from __future__ import annotations
 
@@ -401,3 +401,50 @@ def test_score_file_scores_what_encode_pair_encodes(tmp_path, tiny_model, tokeni
         pair = encode_pair(row, tokenizer, 512)
         expected = scorer.score_encoded([pair.chosen, pair.rejected])
         assert [result["reward_chosen"], result["reward_rejected"]] == pytest.approx(expected, abs=1e-5)
+
+
+# ---------------------------------------------------------------- soft labels (RLAIF)
+
+
+def test_soft_labels_reach_the_batch_unless_off(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "soft.jsonl", [dict(GOOD, soft_label=0.8), dict(GOOD, soft_label=1)])
+    for mode in ("auto", "on"):
+        pairs = load_pairs(path, tokenizer, 512, soft_labels=mode)
+        assert [p.target for p in pairs] == [0.8, 1.0]
+        batch = collate_pairs(pairs, tokenizer.pad_token_id)
+        assert batch["target"].dtype == torch.float32
+        assert batch["target"].tolist() == pytest.approx([0.8, 1.0])
+    off = load_pairs(path, tokenizer, 512, soft_labels="off")
+    assert [p.target for p in off] == [None, None]
+    assert "target" not in collate_pairs(off, tokenizer.pad_token_id)
+    hard = write_jsonl(tmp_path / "hard.jsonl", [GOOD, GOOD])
+    assert [p.target for p in load_pairs(hard, tokenizer, 512, soft_labels="auto")] == [None, None]
+
+
+def _soft_label_error(tmp_path, tokenizer, rows, mode) -> DataError:
+    path = write_jsonl(tmp_path / "soft.jsonl", rows)
+    with pytest.raises(DataError) as info:
+        load_pairs(path, tokenizer, 512, soft_labels=mode)
+    assert info.value.source == path and info.value.field == "soft_label"
+    assert str(info.value).startswith(f"{path}, line {info.value.line}, field 'soft_label': ")
+    return info.value
+
+
+@pytest.mark.parametrize("value, message", [(True, "expected a number, got True"), ("0.8", "expected a number"),
+                                            (float("nan"), "expected a number, got nan"),
+                                            (1.5, "expected a probability in [0, 1], got 1.5"),
+                                            (-0.1, "expected a probability in [0, 1], got -0.1")])
+def test_bad_soft_label_names_file_line_and_field(tmp_path, tokenizer, value, message):
+    rows = [dict(GOOD, soft_label=0.5), dict(GOOD, soft_label=value)]
+    error = _soft_label_error(tmp_path, tokenizer, rows, "auto")
+    assert error.line == 2 and message in str(error)
+    assert [p.target for p in load_pairs(error.source, tokenizer, 512, soft_labels="off")] == [None, None]
+
+
+def test_missing_soft_labels(tmp_path, tokenizer):
+    rows = [dict(GOOD, soft_label=0.9), GOOD, dict(GOOD, soft_label=0.7)]
+    error = _soft_label_error(tmp_path, tokenizer, rows, "auto")
+    assert error.line == 2 and "missing, but line 1 has one" in str(error)
+    assert _soft_label_error(tmp_path, tokenizer, rows, "on").line == 2
+    error = _soft_label_error(tmp_path, tokenizer, [GOOD, GOOD], "on")
+    assert error.line == 1 and "rm.soft_labels is on, but the row has no `soft_label`" in str(error)

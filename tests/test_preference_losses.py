@@ -1,4 +1,4 @@
-"""Bradley-Terry, DPO, conservative DPO and IPO against hand-computed values."""
+"""Bradley-Terry (hard and soft labels), DPO, conservative DPO and IPO against hand-computed values."""
 
 import math
 
@@ -25,6 +25,22 @@ def test_bradley_terry():
     assert centred == pytest.approx(nll_sigmoid(2.0) + 0.1 * 4.0)
     # averaged over pairs
     assert bradley_terry_loss(t(2.0, 0.0), t(0.0, 0.0)).item() == pytest.approx((nll_sigmoid(2.0) + math.log(2)) / 2)
+
+
+def test_bradley_terry_with_soft_targets():
+    # d = 2, target 0.8: 0.8 * log(1 + e^-2) + 0.2 * log(1 + e^2) = 0.8 * 0.126928 + 0.2 * 2.126928 = 0.526928
+    assert bradley_terry_loss(t(2.0), t(0.0), target=t(0.8)).item() == pytest.approx(0.526928, abs=1e-6)
+    # the margin shifts d before the soft cross-entropy: d = 3 - 0 - 1 = 2, the same value
+    assert bradley_terry_loss(t(3.0), t(0.0), margin=t(1.0), target=t(0.8)).item() == pytest.approx(0.526928, abs=1e-6)
+    # a tie at d = 0 costs log 2
+    assert bradley_terry_loss(t(0.0), t(0.0), target=t(0.5)).item() == pytest.approx(math.log(2))
+    # targets of one are the hard loss
+    chosen, rejected = t(2.0, -1.0, 0.5), t(0.0, 1.0, 0.5)
+    assert bradley_terry_loss(chosen, rejected, target=t(1.0, 1.0, 1.0)).item() == pytest.approx(
+        bradley_terry_loss(chosen, rejected).item())
+    # per pair, then averaged: d = 2 at target 0.8, d = 0 at target 0.5
+    assert bradley_terry_loss(t(2.0, 0.0), t(0.0, 0.0), target=t(0.8, 0.5)).item() == pytest.approx(
+        (0.526928 + math.log(2)) / 2, abs=1e-6)
 
 
 def test_dpo_sigmoid_and_implicit_rewards():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 
 import pytest
@@ -72,6 +73,25 @@ def test_reward_model_learns_and_its_statistics_normalise_scores(ray_cluster, ti
     scores = [r["reward_chosen"] for r in rows] + [r["reward_rejected"] for r in rows]
     assert statistics.fmean(scores) == pytest.approx(0.0, abs=1e-3)
     assert statistics.pstdev(scores) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_reward_model_learns_the_soft_labels(ray_cluster, tiny_model, tmp_path, capsys):
+    """A labeler that gives `chosen` only a 0.2 chance of being better: the soft loss,
+    -(0.2 log sigmoid(d) + 0.8 log sigmoid(-d)), is smallest at d = logit(0.2) = -log 4 and never
+    below the label's entropy (0.500402), so the margin turns negative, where the hard labels
+    of the same pairs push it up (the tests above)."""
+    from rayalign.pipelines.reward_model import run_reward_model
+
+    soft = [dict(pair, soft_label=0.2) for pair in yes_no_pairs(TOPICS)]
+    data = (write_jsonl(tmp_path / "train.jsonl", soft[:12] * 2), write_jsonl(tmp_path / "eval.jsonl", soft[12:]))
+    report = run_reward_model(load_config("reward_model", overrides(
+        tiny_model, data, tmp_path, "train.max_steps=12", "rm.margin=false", "rm.center_coef=0")))
+    assert "soft labels" in capsys.readouterr().out
+    records = [json.loads(line) for line in (tmp_path / "reward-model" / "metrics.jsonl").open()]
+    losses = [record["train/loss"] for record in records if "train/loss" in record]
+    entropy = -(0.2 * math.log(0.2) + 0.8 * math.log(0.8))
+    assert len(losses) == 12 and min(losses) >= entropy - 1e-5 and losses[-1] < losses[0]
+    assert report["eval_margin_after"] < report["eval_margin_before"] - 0.5
 
 
 def base_logprobs(tiny_model, data_path):

@@ -12,17 +12,22 @@ from rayalign.algorithms.sft import shifted_token_losses
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | None = None,
-                       center_coef: float = 0.0) -> torch.Tensor:
-    """-log sigmoid(r_chosen - r_rejected - margin), averaged over pairs.
+                       center_coef: float = 0.0, target: torch.Tensor | None = None) -> torch.Tensor:
+    """-log sigmoid(d), d = r_chosen - r_rejected - margin, averaged over pairs.
 
     `margin` (Llama 2's) asks the chosen reward to beat the rejected one by at least that
-    much; `center_coef` adds coef * mean((r_chosen + r_rejected)^2), which keeps rewards
-    centred on zero.
+    much; `target` (soft labels, e.g. an AI labeler's probability that chosen is better)
+    makes it the cross-entropy to that probability, -(t log sigmoid(d) + (1 - t) log sigmoid(-d)),
+    which is the plain loss at t = 1 and is smallest at d = logit(t); `center_coef` adds
+    coef * mean((r_chosen + r_rejected)^2), which keeps rewards centred on zero.
     """
     difference = chosen - rejected
     if margin is not None:
         difference = difference - margin
-    loss = -F.logsigmoid(difference).mean()
+    if target is None:
+        loss = -F.logsigmoid(difference).mean()
+    else:
+        loss = -(target * F.logsigmoid(difference) + (1 - target) * F.logsigmoid(-difference)).mean()
     if center_coef:
         loss = loss + center_coef * ((chosen + rejected) ** 2).mean()
     return loss

@@ -11,10 +11,15 @@ from rayalign.config.sections import LoraConfig, _Strict
 
 class RewardModelConfig(_Strict):
     """Bradley-Terry options. `margin`: require chosen to win by the pair's graded margin
-    (a `margin` field, or score_chosen - score_rejected). `center_coef`: pull rewards to zero.
-    `stats_samples`: how many training pairs (a seeded sample) estimate the reward mean/std."""
+    (a `margin` field, or score_chosen - score_rejected). `soft_labels`: learn from each pair's
+    `soft_label`, the probability in [0, 1] that chosen is better (RLAIF; 0.5 a tie), by
+    cross-entropy to it: `auto` when the file's rows have one (some with and some without is an
+    error), `on` requires it on every row, `off` ignores it (hard labels: chosen wins).
+    `center_coef`: pull rewards to zero. `stats_samples`: how many training pairs (a seeded
+    sample) estimate the reward mean/std."""
 
     margin: bool = False
+    soft_labels: Literal["auto", "on", "off"] = "auto"
     center_coef: float = Field(0.0, ge=0)
     stats_samples: int = Field(512, gt=1)  # training pairs scored for the saved reward mean/std
 

@@ -7,7 +7,8 @@ Accepts the shapes users bring (TRL's names):
   is the prompt;
 - UltraFeedback-binarized: a string `prompt` with `chosen`/`rejected` message lists that
   repeat the user turn.
-A graded margin comes from a `margin` field, or `score_chosen - score_rejected`.
+A graded margin comes from a `margin` field, or `score_chosen - score_rejected`; a soft label
+(RLAIF: a labeler's probability, in [0, 1], that chosen is better; 0.5 a tie) from `soft_label`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class PairExample:
     chosen: Encoded
     rejected: Encoded
     margin: float | None = None
+    target: float | None = None              # soft label: probability that chosen wins (None: it does)
     reference_chosen: float | None = None    # sequence log-probabilities under the reference (DPO)
     reference_rejected: float | None = None
 
@@ -98,20 +100,51 @@ def pair_margin(row: Row) -> float:
     raise row.error("margin", "rm.margin is on, but the row has no `margin` nor `score_chosen`/`score_rejected`")
 
 
-def encode_pair(row: Row, tokenizer, max_length: int, with_margin: bool = False) -> PairExample:
+def pair_target(row: Row) -> float:
+    """The soft label: the probability that `chosen` is better than `rejected`."""
+    target = _number(row, "soft_label")
+    if not 0.0 <= target <= 1.0:
+        raise row.error("soft_label", f"expected a probability in [0, 1], got {target!r}")
+    return target
+
+
+def uses_soft_labels(rows: list[Row], mode: str) -> bool:
+    """Whether to train on the rows' `soft_label` (null counts as absent). Modes: `off` ignores
+    it; `on` requires it on every row; `auto` uses it when every row has one, and refuses a
+    file where only some rows do."""
+    if mode == "off":
+        return False
+    labelled = [row.fields.get("soft_label") is not None for row in rows]
+    if all(labelled):
+        return True
+    if mode == "auto" and not any(labelled):
+        return False
+    lacking = rows[labelled.index(False)]
+    if mode == "on":
+        raise lacking.error("soft_label", "rm.soft_labels is on, but the row has no `soft_label`")
+    raise lacking.error("soft_label", f"missing, but line {rows[labelled.index(True)].line} has one; "
+                        "give every row a soft label, or set rm.soft_labels=off")
+
+
+def encode_pair(row: Row, tokenizer, max_length: int, with_margin: bool = False,
+                with_target: bool = False) -> PairExample:
     prompt, chosen, rejected = split_pair(row)
     return PairExample(
         encode_segments(row, prompt_completion_segments(row, tokenizer, prompt, chosen), tokenizer, max_length),
         encode_segments(row, prompt_completion_segments(row, tokenizer, prompt, rejected), tokenizer, max_length),
         pair_margin(row) if with_margin else None,
+        pair_target(row) if with_target else None,
     )
 
 
-def load_pairs(path: str, tokenizer, max_length: int, with_margin: bool = False) -> list[PairExample]:
+def load_pairs(path: str, tokenizer, max_length: int, with_margin: bool = False,
+               soft_labels: str = "off") -> list[PairExample]:
+    """Encode a preference file; `soft_labels` is the mode of `uses_soft_labels`."""
     from rayalign.data.formats import PREFERENCE, load_examples
 
     _, rows = load_examples(path, (PREFERENCE,))
-    return [encode_pair(row, tokenizer, max_length, with_margin) for row in rows]
+    with_target = uses_soft_labels(rows, soft_labels)
+    return [encode_pair(row, tokenizer, max_length, with_margin, with_target) for row in rows]
 
 
 def pair_tokens(pair: PairExample) -> int:
@@ -123,6 +156,8 @@ def collate_pairs(pairs: list[PairExample], pad_id: int) -> dict[str, torch.Tens
     batch = collate([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)
     if pairs[0].margin is not None:
         batch["margin"] = torch.tensor([p.margin for p in pairs], dtype=torch.float32)
+    if pairs[0].target is not None:
+        batch["target"] = torch.tensor([p.target for p in pairs], dtype=torch.float32)
     if pairs[0].reference_chosen is not None:
         batch["reference_chosen"] = torch.tensor([p.reference_chosen for p in pairs], dtype=torch.float32)
         batch["reference_rejected"] = torch.tensor([p.reference_rejected for p in pairs], dtype=torch.float32)

@@ -2,7 +2,7 @@
 
     1. encode the pairs (shared prompt + chosen, shared prompt + rejected)
     2. start the trainer group with a reward head (LoRA, partial or full)
-    3. Bradley-Terry loss (optional graded margin, reward centering) in the offline loop;
+    3. Bradley-Terry loss (optional graded margin, soft labels, reward centering) in the offline loop;
        held-out pairwise accuracy and mean margin before and after
     4. score (a sample of) the training pairs for the reward mean/std that RL normalises with,
        and export the model with `reward_stats.json`
@@ -31,14 +31,17 @@ def run_reward_model(config: RunConfig) -> dict:
     config = resolve_start(config)  # a run folder or adapter to start from: merged once, or continued
     data = config.data
     tokenizer = load_tokenizer(config.model.name_or_path)
+    rm = config.rm
     train_set, eval_set = split_held_out(
-        load_pairs(data.train, tokenizer, data.max_length, config.rm.margin),
-        load_pairs(data.eval, tokenizer, data.max_length, config.rm.margin) if data.eval else [],
+        load_pairs(data.train, tokenizer, data.max_length, rm.margin, rm.soft_labels),
+        load_pairs(data.eval, tokenizer, data.max_length, rm.margin, rm.soft_labels) if data.eval else [],
         data, config.seed)
     steps = total_steps(config, len(train_set))
-    say(f"[rm] {len(train_set)} training pairs, {len(eval_set)} held out; {steps} steps")
-    method = OfflineMethod("rm", config.rm.model_dump(exclude={"stats_samples"}), "reward", lambda pairs: collate_pairs(pairs, tokenizer.pad_token_id),
-                           summarise_pairs, pair_tokens)
+    soft = any(pair.target is not None for pair in train_set)
+    say(f"[rm] {len(train_set)} training pairs, {len(eval_set)} held out; {steps} steps"
+        + ("; trained on the rows' soft labels" if soft else ""))
+    method = OfflineMethod("rm", rm.model_dump(exclude={"stats_samples", "soft_labels"}), "reward",
+                           lambda pairs: collate_pairs(pairs, tokenizer.pad_token_id), summarise_pairs, pair_tokens)
 
     connect(config.placement.address)
     trainers, counts = trainer_group(config, method, steps, role="RewardTrainer")

@@ -38,7 +38,8 @@ def reward_objective(margin: bool = False, center_coef: float = 0.0):
     def objective(model, batch: dict):
         rewards = _forward(model, batch).squeeze(-1).float()
         chosen, rejected = rewards.chunk(2)
-        loss = bradley_terry_loss(chosen, rejected, batch.get("margin") if margin else None, center_coef)
+        loss = bradley_terry_loss(chosen, rejected, batch.get("margin") if margin else None, center_coef,
+                                  batch.get("target"))
         return loss, _pair_stats(chosen, rejected)
 
     return objective
