@@ -180,6 +180,15 @@ def _prompt(args) -> int:
     return 0
 
 
+def _rlaif_label(args) -> int:
+    config = _run_config(args, "rlaif_label")
+    from rayalign.pipelines.rlaif_label import run_label
+
+    report = run_label(config)
+    say(f"[rlaif] preference dataset written to {report['final']} (card: {config.run_dir / 'card.md'})")
+    return 0
+
+
 def _report(args) -> int:
     from rayalign.reporting import default_comparison_path, write_comparison, write_run_report
 
@@ -307,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
                                  "report the best on held-out prompts")
     _add_run_arguments(prompt)
     prompt.set_defaults(handler=_prompt)
+
+    rlaif = commands.add_parser("rlaif", help="AI feedback: label preference pairs, critique and revise"
+                                ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    label = rlaif.add_parser("label", help="a preference dataset labelled by an AI labeler, both orders, soft labels")
+    _add_run_arguments(label)
+    label.set_defaults(handler=_rlaif_label)
 
     report = commands.add_parser("report", help="write a run's report.html, or a comparison of several runs")
     report.add_argument("runs", nargs="+", metavar="RUN", help="run folders (runs/<name>)")
