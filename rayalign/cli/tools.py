@@ -1,0 +1,142 @@
+"""The handlers of the tool commands: quickstart, eval, report, serve, config and model utilities."""
+
+from __future__ import annotations
+
+import sys
+
+from rayalign import console
+from rayalign.config import dump_config, load_config
+from rayalign.console import say
+
+def quickstart(args) -> int:
+    from pathlib import Path
+
+    console.capture(Path(args.output_dir) / "rayalign.log", verbose=args.verbose)
+    from rayalign.pipelines.quickstart import run_quickstart, summary_table
+
+    summary = run_quickstart(args.output_dir, args.overrides, address=args.address)
+    say(summary_table(summary))
+    say(f"[quickstart] this run took {summary['seconds'] / 60:.1f} min (stages already done are skipped)")
+    if summary["report"]:
+        say(f"[quickstart] comparison report: {summary['report']}")
+    say(f"[quickstart] serve the results: rayalign serve --runs {args.output_dir}  (models "
+        f"smollm2-135m-instruct:prompt, smollm2-135m-instruct:sft, sft:grpo)")
+    return 0
+
+
+def eval(args) -> int:
+    import json
+
+    from rayalign.config import RewardSourceConfig, RolloutConfig
+    from rayalign.evaluation.evaluate import Sampling
+    from rayalign.pipelines.evaluate import EvalRequest, run_eval
+
+    rewards = None
+    if args.rewards:
+        rewards = [RewardSourceConfig.model_validate(source) for source in _reward_list(args.rewards)]
+    rollout = RolloutConfig(engine=args.engine, num_workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                            max_model_len=args.max_model_len)
+    request = EvalRequest(args.model, args.data, rewards, args.prompt,
+                          Sampling(args.samples, args.temperature, args.max_new_tokens), rollout, args.out_dir,
+                          args.address, args.seed)
+    console.capture(_eval_log(args), verbose=args.verbose)
+    results = run_eval(request)
+    for result in results:
+        for task, scores in result["by_task"].items():
+            total = scores["total"]
+            say(f"[eval]   {result['data_label']} {task:>14}: {total['mean']:.3f} "
+                f"[{total['low']:.3f}, {total['high']:.3f}] (n={total['n']})")
+        if "written_to" in result:
+            say(f"[eval] written to {result['written_to']}")
+    if args.out:
+        with open(args.out, "w") as out:
+            json.dump(results if len(results) > 1 else results[0], out, indent=1)
+        say(f"[eval] written to {args.out}")
+    elif not any("written_to" in result for result in results):
+        say(json.dumps(results if len(results) > 1 else results[0], indent=1))
+    return 0
+
+
+def _eval_log(args):
+    """The run folder's log when there is one (the model's, or --out-dir), else one in the temp folder."""
+    import tempfile
+    from pathlib import Path
+
+    folder = args.out_dir or next((p for p in (args.model, args.prompt) if p and (Path(p) / "config.yaml").is_file()),
+                                  None)
+    return Path(folder) / "rayalign.log" if folder else Path(tempfile.gettempdir()) / "rayalign-eval.log"
+
+
+def _reward_list(path: str) -> list[dict]:
+    """A YAML file holding a list of reward sources (or a mapping with `rewards:`)."""
+    import yaml
+
+    from rayalign.config import ConfigError
+
+    try:
+        loaded = yaml.safe_load(open(path))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--rewards {path}: {exc}") from None
+    sources = loaded.get("rewards") if isinstance(loaded, dict) else loaded
+    if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
+        raise ConfigError(f"--rewards {path}: expected a list of reward sources (type, path/url, weight, ...)")
+    return sources
+
+
+def report(args) -> int:
+    from rayalign.reporting import default_comparison_path, write_comparison, write_run_report
+
+    if len(args.runs) == 1:
+        print(write_run_report(args.runs[0], args.out))
+    else:
+        print(write_comparison(args.runs, args.out or default_comparison_path(args.runs)))
+    return 0
+
+
+def serve(args) -> int:
+    import time
+
+    from rayalign.serving import lifecycle
+    from rayalign.serving.settings import read_serve_config
+    from rayalign.workers.cluster import connect
+
+    app_args, http = read_serve_config(args.config, args.runs)
+    host, port = args.host or http.get("host", "127.0.0.1"), args.port or http.get("port", 8000)
+    connect(args.address)
+    say("[serve] starting on Ray (vLLM engines load in about a minute on CPU)")
+    status = 0
+    try:
+        url = lifecycle.start(app_args, host=host, port=port)
+        say(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
+            "Ctrl-C stops.")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:  # a deployment failed to start: Serve's message names it
+        print(f"rayalign: serving failed: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        removed = lifecycle.stop()
+        say(f"[serve] stopped; removed {len(removed)} leftover engine shared-memory segments")
+    return status
+
+
+def config_show(args) -> int:
+    print(dump_config(load_config(args.recipe, args.overrides)), end="")
+    return 0
+
+
+def model_merge(args) -> int:
+    from rayalign.models.export import merge_adapter
+
+    print(merge_adapter(args.adapter, args.out))
+    return 0
+
+
+def model_fetch(args) -> int:
+    from rayalign.models.registry import resolve_model
+
+    print(resolve_model(args.name))
+    return 0
+
