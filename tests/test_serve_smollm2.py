@@ -1,5 +1,6 @@
 """`rayalign serve` as a user runs it, on the shipped SmolLM2 with serve/config.yaml: the load test
-with the real `openai` client, the AI critic on a real model, and Ctrl-C stopping cleanly (the
+with the real `openai` client, the AI critic on a real model, the AI labeler served and local
+agreeing, and Ctrl-C stopping cleanly (the
 engine's shared-memory segments removed). Slow: the engine loads in about a minute."""
 
 from __future__ import annotations
@@ -70,6 +71,30 @@ def test_smollm2_judge_returns_parsed_verdicts(server):
     assert pairwise["verdict"] in ("a", "b", "tie") and None not in pairwise["order_verdicts"][0]
     print(f"SmolLM2 judge: pointwise {pointwise['verdicts']}, pairwise {pairwise['verdict']} "
           f"(orders {pairwise['order_verdicts'][0]})")
+
+
+@pytest.mark.slow
+def test_labels_from_the_served_model_agree_with_a_local_labeler(server, monkeypatch):
+    """The same model, greedy: the AI labeler through rayalign serve (continue_final_message,
+    top_logprobs) and on a local vLLM engine read the same choice-token probabilities."""
+    from rayalign.config import RolloutConfig
+    from rayalign.rewards.feedback import EndpointFeedback, LocalFeedback
+    from rayalign.rewards.labeler import Ask, label_pairs
+
+    monkeypatch.setenv("LABELER_KEY", KEY)
+    rows = [json.loads(line) for line in open(ROOT / "rayalign/data/shipped/quickstart_prefs_eval.jsonl")][:6]
+    pairs = [r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows]
+    served = label_pairs(EndpointFeedback(server["url"] + "/v1", "smollm2-135m-instruct", "LABELER_KEY"), Ask(), *pairs)
+    local = LocalFeedback("smollm2-135m-instruct", "vllm", RolloutConfig(dtype="bfloat16", max_model_len=1024))
+    try:
+        here = label_pairs(local, Ask(), *pairs)
+    finally:
+        local.engine.close()
+    for remote, mine in zip(served, here):
+        assert remote.soft and mine.soft
+        assert [j.choice for j in remote.orders] == [j.choice for j in mine.orders]
+        assert [j.p_first for j in remote.orders] == pytest.approx([j.p_first for j in mine.orders], abs=0.01)
+    print(f"SmolLM2 labels, served vs local: {[round(x.p_a, 4) for x in served]} vs {[round(x.p_a, 4) for x in here]}")
 
 
 @pytest.mark.slow

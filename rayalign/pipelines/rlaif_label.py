@@ -102,12 +102,11 @@ def run_label(config: RunConfig) -> dict:
     labeler, task = config.labeler, config.rlaif
     ask = asking(config)
     pairs = read_pairs(config.data.train, config.seed)
-    connect(config.placement.address)
     workers = None
     try:
         if pairs is None:  # prompts: the policy answers first
             policy = start_model(config.model.name_or_path)
-            workers = EvalWorkers(policy, config.rollout, task.reference, config.seed, config.placement.timeout_s)
+            workers = _workers(config, policy, task.reference)
             pairs = policy_pairs(config, run, workers, load_tokenizer(policy))
         pairs = pairs[: task.max_pairs]
         partial = run.path / PARTIAL
@@ -168,8 +167,14 @@ def _feedback(config: RunConfig, workers: EvalWorkers | None):
     else:
         if workers is not None:
             workers.close()
-        workers = EvalWorkers(folder, config.rollout, [], config.seed, config.placement.timeout_s)
+        workers = _workers(config, folder, [])
     return make_feedback(labeler, workers.rollout, load_tokenizer(folder)), workers
+
+
+def _workers(config: RunConfig, folder: str, rewards: list) -> EvalWorkers:
+    """Rollout workers on `folder` (and a reward worker for `rewards`), on the run's Ray cluster."""
+    connect(config.placement.address)
+    return EvalWorkers(folder, config.rollout, rewards, config.seed, config.placement.timeout_s)
 
 
 def _label_chunk(feedback, ask: Ask, chunk: list[Pair], both_orders: bool, labeler: str) -> list[dict]:
