@@ -228,7 +228,7 @@ class HfEngine:
             tokens = [self.tokenizer.decode([token]) for token in response]
             tops = []
             if top_logprobs:
-                values, indices = logprobs[row, : len(response)].topk(top_logprobs, dim=-1)
+                values, indices = logprobs[row, : len(response)].topk(min(top_logprobs, logprobs.shape[-1]), dim=-1)
                 tops = [{self.tokenizer.decode([i]): v for v, i in zip(vs.tolist(), ix.tolist())}
                         for vs, ix in zip(values, indices)]
             results.append(_cut_at_stop(Continuation("".join(tokens), tokens, tops), stop or []))

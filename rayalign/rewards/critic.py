@@ -44,11 +44,13 @@ class CriticReward:
                  api_key_env: str | None = None, timeout_s: float = 120.0, name: str | None = None,
                  engine: str = "vllm", rubric: str | None = None, rationale: bool = False,
                  rationale_max_tokens: int = 64, prefill: bool = True, dtype: str = "bfloat16",
-                 max_model_len: int = 1024, threads: int | None = None, kv_cache_gib: int = 1):
+                 max_model_len: int = 1024, threads: int | None = None, kv_cache_gib: int = 1,
+                 top_logprobs: int = 20):
         from rayalign.rewards.feedback import EndpointFeedback, LocalFeedback
 
         self.name, self.rubric = name or self.kind, rubric or DEFAULT_RUBRIC
         self.rationale, self.rationale_max_tokens = rationale, rationale_max_tokens
+        self.top_logprobs = top_logprobs  # vLLM and OpenAI endpoints give at most 20; the HF engine any number
         if url:
             if not served_model:
                 raise RewardError(f"critic {self.name!r}: with url, options.served_model names the model to ask")
@@ -68,7 +70,7 @@ class CriticReward:
         chats = [critic_messages(self.rubric, p, c, self.rationale) for p, c in zip(prompts, completions)]
         if not self.feedback.prefills:
             budget = self.rationale_max_tokens + 8 if self.rationale else 8
-            replies = self.feedback.continue_chats(chats, budget, 20)
+            replies = self.feedback.continue_chats(chats, budget, self.top_logprobs)
             return [self._read(reply, "") for reply in replies]
         prefixes = [SCORE] * len(chats)
         if self.rationale:
@@ -76,7 +78,7 @@ class CriticReward:
                                                     self.rationale_max_tokens, 0, ["\n"])
             prefixes = [f"{RATIONALE}{t.text.rstrip()}\n{SCORE}" for t in thoughts]
         chats = [c + [{"role": "assistant", "content": p}] for c, p in zip(chats, prefixes)]
-        replies = self.feedback.continue_chats(chats, 3, 20)
+        replies = self.feedback.continue_chats(chats, 3, self.top_logprobs)
         positions = [read_position(prefix, reply.tokens, SCORE) for reply, prefix in zip(replies, prefixes)]
         tens = self._ten_after_one(chats, replies, positions)
         return [self._score(reply, position, ten) for reply, position, ten in zip(replies, positions, tens)]
@@ -92,7 +94,7 @@ class CriticReward:
                 gap = "".join(reply.tokens[:position])
                 asks[index] = chats[index][:-1] + [{"role": "assistant", "content": chats[index][-1]["content"] + gap
                                                     + "1"}]
-        follow = self.feedback.continue_chats(list(asks.values()), 1, 20)
+        follow = self.feedback.continue_chats(list(asks.values()), 1, self.top_logprobs)
         tens = [None] * len(replies)
         for index, reply in zip(asks, follow):
             tens[index] = _token_probability(reply.top_logprobs[0], "0") if reply.top_logprobs else None
