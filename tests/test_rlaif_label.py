@@ -139,3 +139,25 @@ def test_an_unreachable_endpoint_and_bad_examples_are_named_errors(tmp_path, cap
     assert label(tmp_path, "http://127.0.0.1:9/v1", data, f"labeler.examples={examples}") == 2
     error = capsys.readouterr().err
     assert "shots.jsonl" in error and "line 1" in error and "'verdict'" in error
+
+
+def test_prompts_are_answered_by_the_policy_and_labelled_on_the_rollout_workers(ray_cluster, tiny_model, tmp_path):
+    """Prompts only: the policy writes three answers a prompt on the rollout workers (every two a
+    pair), the rule check gives reference labels, a local labeler judges on the same workers."""
+    assert main(["rlaif", "label", "--config", "rlaif_label", f"output_dir={tmp_path}", "name=local",
+                 f"model.name_or_path={tiny_model}", f"labeler.model={tiny_model}",
+                 "data.train=shipped:quickstart_train.jsonl", "rlaif.max_pairs=4", "rlaif.answers_per_prompt=3",
+                 "rlaif.reference=[{type: function, path: 'rayalign.rewards.quickstart:constraint_check'}]",
+                 "rollout.engine=hf", "rollout.cpus_per_worker=1", "rollout.max_new_tokens=8",
+                 "rollout.max_model_len=512", "logging.progress=false"]) == 0
+    run = tmp_path / "local"
+    answers = read(run / "answers.jsonl")
+    assert len(answers) == 4 * 3 and {a["metadata"]["task"] for a in answers}       # 3 pairs of each prompt
+    assert all(a["reference"] in (0.0, 1.0, None) for a in answers)
+    rows = read(run / "labels.jsonl")
+    assert len(rows) == 4                                                             # capped at max_pairs
+    for row, pair in zip(rows, answers):
+        assert (row["a"], row["b"], row["reference"]) == (pair["a"], pair["b"], pair["reference"])
+        assert row["skipped"] or len(row["judgements"]) == 2
+    report = json.loads((run / "report.json").read_text())
+    assert report["labeler"] == tiny_model and report["labeling"]["pairs"] == 4

@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     label = rlaif.add_parser("label", help="a preference dataset labelled by an AI labeler, both orders, soft labels")
     _add_run_arguments(label)
     label.set_defaults(handler=methods.rlaif_label)
+    chain = rlaif.add_parser("chain", help="the RLAIF chain on the quickstart task: AI labels -> reward models "
+                             "(one order, both orders, soft) -> GRPO, each step measured")
+    chain.add_argument("--output-dir", default="runs/rlaif", help="where the stages' run folders go")
+    chain.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+    chain.add_argument("overrides", nargs="*", metavar="[stage:]key.path=value",
+                       help="overrides for every stage, or one (label:, rm-single:, rm-hard:, rm-soft:, rl:)")
+    chain.set_defaults(handler=methods.rlaif_chain)
 
     report = commands.add_parser("report", help="write a run's report.html, or a comparison of several runs")
     report.add_argument("runs", nargs="+", metavar="RUN", help="run folders (runs/<name>)")

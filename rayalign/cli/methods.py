@@ -100,3 +100,13 @@ def rlaif_label(args) -> int:
     say(f"[rlaif] preference dataset written to {report['final']} (card: {config.run_dir / 'card.md'})")
     return 0
 
+
+
+def rlaif_chain(args) -> int:
+    from pathlib import Path
+
+    console.capture(Path(args.output_dir) / "rayalign.log", verbose=args.verbose)
+    from rayalign.pipelines.rlaif_chain import chain_table, run_chain
+
+    say(chain_table(run_chain(args.output_dir, args.overrides)))
+    return 0

@@ -2,7 +2,8 @@
 
 In: a file of pairs, `{"prompt", "chosen", "rejected"}` (TRL's preference format; the
 labels are the reference, and the labeler sees the pair in a seeded random order) or
-`{"prompt", "a", "b"}` (unlabelled); or a file of prompts for the policy to answer.
+`{"prompt", "a", "b"}` (unlabelled); or a file of prompts for the policy to answer (any
+format rayalign/data/prompts.py reads).
 
 Out, one row per pair in `labels.jsonl`: the pair as shown (`a`, `b`), `p_a` (P(a is better),
 soft from the choice tokens' log-probs averaged over both orders, else from the letters),
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 from rayalign.algorithms.ai_feedback import agreement, combine_hard, position_stats
 from rayalign.data.formats import PREFERENCE, PROMPT_ONLY, load_examples
+from rayalign.data.prompts import PROMPT_FORMATS
 from rayalign.data.preference import split_pair
 from rayalign.data.readers import DataError
 
@@ -43,7 +45,7 @@ class Pair:
 
 def read_pairs(path: str, seed: int) -> list[Pair] | None:
     """The file's pairs, or None when it holds prompts (for the policy to answer)."""
-    fmt, rows = load_examples(path, (PREFERENCE, PROMPT_ONLY))
+    fmt, rows = load_examples(path, (PREFERENCE, *PROMPT_FORMATS))
     pairs = []
     for index, row in enumerate(rows):
         if fmt == PREFERENCE:
@@ -51,7 +53,7 @@ def read_pairs(path: str, seed: int) -> list[Pair] | None:
             swap = random.Random(f"{seed}:{index}").random() < 0.5
             a, b = (rejected, chosen) if swap else (chosen, rejected)
             pairs.append(Pair(index, prompt, a, b, 0.0 if swap else 1.0, row.source, row.line))
-        elif "a" in row.fields or "b" in row.fields:
+        elif fmt == PROMPT_ONLY and ("a" in row.fields or "b" in row.fields):
             for field in ("a", "b"):
                 if not isinstance(row.fields.get(field), (str, list)) or not row.fields[field]:
                     raise row.error(field, "an unlabelled pair needs answers `a` and `b` (text or messages)")
@@ -148,6 +150,16 @@ def figures(rows: list[dict]) -> dict:
         "agreement_both_orders_hard": agreement([variant_label(r, "hard") for r in labelled], reference),
         "agreement_both_orders_soft": agreement([r["p_a"] for r in labelled], reference),
     }
+
+
+def headline_figures(figures_: dict) -> dict[str, float]:
+    """The figures as one flat table of numbers (for the run report); unknown ones left out."""
+    flat = {key: value for key, value in figures_.items() if isinstance(value, (int, float))}
+    for key, value in figures_.items():
+        if isinstance(value, dict) and value.get("agreement") is not None:
+            flat[key] = value["agreement"]
+            flat[f"{key}_pairs"] = value["pairs"]
+    return flat
 
 
 def card(figures_: dict, about: dict) -> str:

@@ -45,17 +45,24 @@ STAGES = (Stage("prompt", "quickstart_prompt", "best prompt"), Stage("sft", "qui
           Stage("grpo", "quickstart_grpo", "SFT + GRPO"))
 
 
-def stage_config(stage: Stage, root: Path, overrides: list[str]) -> RunConfig:
-    """A stage's recipe in <root>/<stage>; `key=value` overrides apply to every stage and
-    `<stage>:key=value` to that one. GRPO always starts from the SFT stage's run folder."""
-    mine = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in overrides
+def stage_overrides(stage: Stage, overrides: list[str]) -> list[str]:
+    """The overrides for one stage: `key=value` apply to every stage, `<stage>:key=value` to that one."""
+    return [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in overrides
             if ":" not in o.split("=", 1)[0] or o.startswith(f"{stage.name}:")]
+
+
+def stage_config(stage: Stage, root: Path, overrides: list[str]) -> RunConfig:
+    """A stage's recipe in <root>/<stage>, with its overrides. GRPO always starts from the SFT
+    stage's run folder."""
     chain = [f"model.name_or_path={root / 'sft'}"] if stage.name == "grpo" else []
-    return load_config(stage.recipe, [f"output_dir={root}", f"name={stage.name}", *mine, *chain])
+    return load_config(stage.recipe, [f"output_dir={root}", f"name={stage.name}", *stage_overrides(stage, overrides),
+                                      *chain])
 
 
 def finished(run: Path) -> bool:
-    return (run / "report.json").is_file() and ((run / "final").is_dir() or (run / "prompt.json").is_file())
+    """Whether a run folder holds its result: a model, a prompt, or a labelled dataset."""
+    results = ("final", "prompt.json", "labels.jsonl")
+    return (run / "report.json").is_file() and any((run / result).exists() for result in results)
 
 
 def model_time(run: Path) -> float:
@@ -64,18 +71,22 @@ def model_time(run: Path) -> float:
     return max((m.stat().st_mtime for m in marks if m.exists()), default=0.0)
 
 
-def run_stage(stage: Stage, config: RunConfig) -> None:
+def run_stage(stage: Stage, config: RunConfig, story: str = "quickstart") -> None:
     from rayalign.pipelines.prompting import run_prompting
+    from rayalign.pipelines.reward_model import run_reward_model
+    from rayalign.pipelines.rlaif_label import run_label
     from rayalign.pipelines.rlhf import run_rlhf
     from rayalign.pipelines.sft import run_sft
 
     if finished(config.run_dir):
-        say(f"[quickstart] {stage.name}: done already ({config.run_dir}); skipped")
+        say(f"[{story}] {stage.name}: done already ({config.run_dir}); skipped")
         return
-    say(f"[quickstart] {stage.name}: {stage.title} -> {config.run_dir}")
+    say(f"[{story}] {stage.name}: {stage.title} -> {config.run_dir}")
     started = time.perf_counter()
-    report = {"prompt": run_prompting, "sft": run_sft, "rlhf": run_rlhf}[config.method](config)
-    say(f"[quickstart] {stage.name}: done in {_minutes(time.perf_counter() - started)}; {_outcome(report)}")
+    pipelines = {"prompt": run_prompting, "sft": run_sft, "rlhf": run_rlhf, "rm": run_reward_model,
+                 "rlaif_label": run_label}
+    report = pipelines[config.method](config)
+    say(f"[{story}] {stage.name}: done in {minutes(time.perf_counter() - started)}; {_outcome(report)}")
 
 
 def _outcome(report: dict) -> str:
@@ -84,10 +95,14 @@ def _outcome(report: dict) -> str:
         return f"held-out loss {report['eval_loss_before']:.4f} -> {report['eval_loss_after']:.4f}"
     if report.get("chosen"):
         return f"chosen prompt {report['chosen']!r}"
+    if report.get("labeling"):
+        return f"{report['labeling']['labelled']} pairs labelled"
+    if report.get("eval_accuracy_after") is not None:
+        return f"held-out pairwise accuracy {report['eval_accuracy_before']:.3f} -> {report['eval_accuracy_after']:.3f}"
     return f"model written to {report['final']}"
 
 
-def _minutes(seconds: float) -> str:
+def minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
 
 
@@ -132,7 +147,7 @@ def run_quickstart(output_dir: str = "runs/quickstart", overrides: list[str] = (
     say("[quickstart] eval: the base model, the best prompt, SFT and SFT + GRPO on the same held-out prompts")
     started = time.perf_counter()
     results = evaluate_all(root, base, eval_sets, sampling, address)
-    say(f"[quickstart] eval: done in {_minutes(time.perf_counter() - started)}")
+    say(f"[quickstart] eval: done in {minutes(time.perf_counter() - started)}")
 
     report_path = write_story_report(root)
     summary = {"models": {label: {data: _figures(result) for data, result in by_data.items()}

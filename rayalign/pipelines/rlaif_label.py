@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from rayalign.config import RunConfig
 from rayalign.console import say, terminal
-from rayalign.data.ai_labels import (VARIANTS, Pair, card, figures, label_row, preference_rows, read_examples,
-                                     read_pairs, skipped_row)
+from rayalign.data.ai_labels import (VARIANTS, Pair, card, figures, headline_figures, label_row, preference_rows,
+                                     read_examples, read_pairs, skipped_row)
 from rayalign.data.prompts import load_prompts
 from rayalign.models.chain import start_model
 from rayalign.models.loading import load_tokenizer
@@ -146,7 +146,8 @@ def run_label(config: RunConfig) -> dict:
              "both_orders": task.orders == "both", "rationale": labeler.rationale, "examples": len(ask.examples),
              "preamble": ask.preamble}
     write_atomic(run.path / "card.md", card(result, about))
-    report = {"method": "rlaif_label", "labeling": result, "datasets": written, "labeler": labeler.label,
+    report = {"method": "rlaif_label", "labeling": result, "labeler_figures": headline_figures(result),
+              "datasets": written, "labeler": labeler.label,
               "final": str(run.path / "preferences.jsonl" if task.orders == "both"
                             else run.path / "preferences_single.jsonl")}
     write_atomic(run.path / "card.json", json.dumps({**about, **result}, indent=1) + "\n")

@@ -16,14 +16,20 @@ METHODS = {
     "rlhf": "on-policy reinforcement learning",
     "prompt": "prompting: prompt variants chosen on dev data, no weights changed",
     "eval": "a model as it is, evaluated only (rayalign eval)",
+    "rlaif_label": "AI preference labels (RLAIF): a labeler judges each pair in both orders",
+    "rlaif_revise": "critique and revise (RLAIF): answers revised under a constitution's principles",
 }
+DATASET_METHODS = ("rlaif_label", "rlaif_revise")  # they write data, not a model
 OFFLINE = ["train.epochs", "train.max_steps", "train.micro_batch_size", "train.gradient_accumulation_steps",
            "train.lr", "train.lr_scheduler", "train.warmup_steps", "train.weight_decay", "train.max_grad_norm",
            "train.zero_stage", "data.max_length"]
 SETTINGS = {
     "sft": [*OFFLINE, "data.completion_only"],
-    "rm": [*OFFLINE, "rm.margin", "rm.center_coef"],
+    "rm": [*OFFLINE, "rm.margin", "rm.center_coef", "rm.soft_labels"],
     "dpo": [*OFFLINE, "dpo.loss", "dpo.beta", "dpo.label_smoothing"],
+    "rlaif_label": ["labeler.model", "labeler.url", "labeler.served_model", "labeler.rubric", "labeler.constitution",
+                    "labeler.examples", "labeler.rationale", "labeler.top_logprobs", "rlaif.orders",
+                    "rlaif.disagreement", "rlaif.answers_per_prompt", "rlaif.max_pairs"],
     "rlhf": ["rlhf.steps", "rlhf.prompts_per_step", "rlhf.samples_per_prompt", "rlhf.update_epochs",
              "rlhf.mini_batches", "rlhf.clip_range", "rlhf.kl_coef", "rlhf.kl_estimator", "rlhf.kl_in_reward",
              "rlhf.entropy_coef", "rlhf.missing_eos_penalty", "train.lr", "train.micro_batch_size",
@@ -80,6 +86,8 @@ def _what_trains(run: RunFolder) -> str | None:
     lora, freeze = run.setting("model.lora"), run.setting("model.freeze")
     if run.method == "prompt":
         return "nothing: the base model answers with a chosen prompt around the question"
+    if run.method in DATASET_METHODS:
+        return "nothing: this run writes a dataset"
     if isinstance(lora, dict):
         targets = ", ".join(lora.get("target_modules") or [])
         return f"a LoRA adapter (r={lora.get('r')}, alpha={lora.get('alpha')}) on {targets}"
