@@ -85,8 +85,8 @@ def resolve_target(model: str, prompt: str | None) -> Target:
 
 
 class EvalWorkers:
-    """Rollout workers and a reward worker (when there are reward sources) on one placement
-    group; closing frees them."""
+    """Rollout workers and a reward worker (none without reward sources: generation only) on one
+    placement group; closing frees them."""
 
     def __init__(self, folder: str, rollout: RolloutConfig, rewards: list[RewardSourceConfig], seed: int,
                  timeout_s: float):
@@ -96,9 +96,8 @@ class EvalWorkers:
         self.groups: list[ActorGroup] = []
         try:
             self.rollout = self._group(RolloutWorker, ROLLOUT, list(range(n)), cpus, gpus, timeout_s, lambda r: (r,))
-            self.reward = None
-            if rewards:
-                self.reward = self._group(RewardWorker, REWARD, [0], 0.0, 0.0, timeout_s, lambda r: (rewards,))
+            self.reward = self._group(RewardWorker, REWARD, [0], 0.0, 0.0, timeout_s,
+                                      lambda r: (rewards,)) if rewards else None
             self.rollout.call("setup", rollout.engine, folder, rollout, seed, None)
             if self.reward is not None:
                 self.reward.call("where")  # a reward source that cannot be built fails here
