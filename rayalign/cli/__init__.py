@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     label = rlaif.add_parser("label", help="a preference dataset labelled by an AI labeler, both orders, soft labels")
     _add_run_arguments(label)
     label.set_defaults(handler=methods.rlaif_label)
+    revise = rlaif.add_parser("revise", help="critique and revise under a constitution: SFT data and preference pairs")
+    _add_run_arguments(revise)
+    revise.add_argument("--constitution", help="a constitution YAML file (replaces rlaif.constitution); format: "
+                        "rayalign/data/shipped/README.md")
+    revise.set_defaults(handler=methods.rlaif_revise)
     chain = rlaif.add_parser("chain", help="the RLAIF chain on the quickstart task: AI labels -> reward models "
                              "(one order, both orders, soft) -> GRPO, each step measured")
     chain.add_argument("--output-dir", default="runs/rlaif", help="where the stages' run folders go")

@@ -102,6 +102,17 @@ def rlaif_label(args) -> int:
 
 
 
+def rlaif_revise(args) -> int:
+    if args.constitution:
+        args.overrides = [*args.overrides, f"rlaif.constitution={args.constitution}"]
+    config = _run_config(args, "rlaif_revise")
+    from rayalign.pipelines.rlaif_revise import run_revise
+
+    report = run_revise(config)
+    say(f"[revise] SFT data: {report['sft']}; preference pairs (revision over first answer): {report['pairs']}")
+    return 0
+
+
 def rlaif_chain(args) -> int:
     from pathlib import Path
 

@@ -45,7 +45,7 @@ def _to_device(batch: dict, device) -> dict:
 
 def plain_stats(stats: dict) -> dict:
     """An objective's stats as Python numbers, or (nested) lists for per-row values."""
-    return {k: v.item() if v.numel() == 1 else v.float().cpu().tolist() for k, v in stats.items()}
+    return {k: v.item() if v.dim() == 0 else v.float().cpu().tolist() for k, v in stats.items()}
 
 
 class TrainingEngine:

@@ -30,6 +30,8 @@ SETTINGS = {
     "rlaif_label": ["labeler.model", "labeler.url", "labeler.served_model", "labeler.rubric", "labeler.constitution",
                     "labeler.examples", "labeler.rationale", "labeler.top_logprobs", "rlaif.orders",
                     "rlaif.disagreement", "rlaif.answers_per_prompt", "rlaif.max_pairs"],
+    "rlaif_revise": ["model.name_or_path", "rlaif.constitution", "rlaif.rounds", "rlaif.max_pairs",
+                     "rlaif.critique_max_tokens", "rlaif.revision_max_tokens", "rollout.engine"],
     "rlhf": ["rlhf.steps", "rlhf.prompts_per_step", "rlhf.samples_per_prompt", "rlhf.update_epochs",
              "rlhf.mini_batches", "rlhf.clip_range", "rlhf.kl_coef", "rlhf.kl_estimator", "rlhf.kl_in_reward",
              "rlhf.entropy_coef", "rlhf.missing_eos_penalty", "train.lr", "train.micro_batch_size",
