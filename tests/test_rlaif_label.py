@@ -107,6 +107,7 @@ def test_two_orders_turn_a_position_bias_into_ties_and_soft_labels_match_the_log
     assert figures["position_consistency"] == pytest.approx(1 / 7) and figures["skipped"] == 1
     assert figures["agreement_both_orders_hard"]["ties"] == 6
     assert "position bias" in (run / "card.md").read_text()
+    assert "first_position_wins" in (run / "report.html").read_text()    # the run report shows the figures
     asked = endpoint.state["bodies"][0]
     assert asked["continue_final_message"] is True and asked["messages"][-1] == {"role": "assistant",
                                                                                  "content": "Verdict:"}
