@@ -222,7 +222,7 @@ def test_build_rewards_wires_a_reward_model(monkeypatch):
     mix = build_rewards([RewardSourceConfig(type="model", path="runs/rm/final", options={"batch_size": 2})])
     assert mix.labels == ["model"] and mix.sources[0][2].path == "runs/rm/final"
     assert mix.score(["p"], ["c"]) == ([2.0], {"model": [2.0]})
-    with pytest.raises(RewardError, match=r"'model': options \['temperature'\] do not fit RewardModelScorer\("):
+    with pytest.raises(RewardError, match=r"'model': options \['temperature'\] do not fit _FakeScorer\(path"):
         build_rewards([RewardSourceConfig(type="model", path="runs/rm/final", options={"temperature": 1})])
 
 
