@@ -73,28 +73,38 @@ def test_smollm2_judge_returns_parsed_verdicts(server):
           f"(orders {pairwise['order_verdicts'][0]})")
 
 
+LOCAL_LABELS = """
+import json, sys
+from rayalign.config import RolloutConfig
+from rayalign.rewards.feedback import LocalFeedback
+from rayalign.rewards.labeler import Ask, label_pairs
+pairs = json.load(sys.stdin)
+local = LocalFeedback("smollm2-135m-instruct", "vllm", RolloutConfig(dtype="bfloat16", max_model_len=1024))
+labels = label_pairs(local, Ask(), *pairs)
+print(json.dumps([[[j.choice, j.p_first] for j in label.orders] for label in labels]))
+"""
+
+
 @pytest.mark.slow
 def test_labels_from_the_served_model_agree_with_a_local_labeler(server, monkeypatch):
     """The same model, greedy: the AI labeler through rayalign serve (continue_final_message,
-    top_logprobs) and on a local vLLM engine read the same choice-token probabilities."""
-    from rayalign.config import RolloutConfig
-    from rayalign.rewards.feedback import EndpointFeedback, LocalFeedback
+    top_logprobs) and on a local vLLM engine read the same choice-token probabilities. The local
+    engine runs in a process of its own, gone before the server is stopped."""
+    from rayalign.rewards.feedback import EndpointFeedback
     from rayalign.rewards.labeler import Ask, label_pairs
 
     monkeypatch.setenv("LABELER_KEY", KEY)
     rows = [json.loads(line) for line in open(ROOT / "rayalign/data/shipped/quickstart_prefs_eval.jsonl")][:6]
     pairs = [r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows]
     served = label_pairs(EndpointFeedback(server["url"] + "/v1", "smollm2-135m-instruct", "LABELER_KEY"), Ask(), *pairs)
-    local = LocalFeedback("smollm2-135m-instruct", "vllm", RolloutConfig(dtype="bfloat16", max_model_len=1024))
-    try:
-        here = label_pairs(local, Ask(), *pairs)
-    finally:
-        local.engine.close()
+    local = subprocess.run([sys.executable, "-c", LOCAL_LABELS], input=json.dumps(pairs), capture_output=True,
+                           text=True, timeout=300, cwd=ROOT)
+    assert local.returncode == 0, local.stderr[-3000:]
+    here = json.loads(local.stdout.strip().splitlines()[-1])
     for remote, mine in zip(served, here):
-        assert remote.soft and mine.soft
-        assert [j.choice for j in remote.orders] == [j.choice for j in mine.orders]
-        assert [j.p_first for j in remote.orders] == pytest.approx([j.p_first for j in mine.orders], abs=0.01)
-    print(f"SmolLM2 labels, served vs local: {[round(x.p_a, 4) for x in served]} vs {[round(x.p_a, 4) for x in here]}")
+        assert remote.soft and [j.choice for j in remote.orders] == [choice for choice, _ in mine]
+        assert [j.p_first for j in remote.orders] == pytest.approx([p for _, p in mine], abs=0.01)
+    print(f"SmolLM2 labels, served vs local: {[[round(j.p_first, 4) for j in x.orders] for x in served]} vs {here}")
 
 
 @pytest.mark.slow
