@@ -66,9 +66,8 @@ def read_pairs(path: str, seed: int) -> list[Pair] | None:
 
 def read_examples(path: str) -> list[dict]:
     """Few-shot examples for the labeler: rows of prompt, a, b, verdict (A or B), rationale?"""
-    from rayalign.data.readers import read_rows, resolve_data_path
+    from rayalign.data.readers import read_rows
 
-    resolve_data_path(path)
     examples = []
     for row in read_rows(path):
         for field in ("prompt", "a", "b"):

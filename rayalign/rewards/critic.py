@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 
 from rayalign.algorithms.ai_feedback import expected_score, read_position, to_unit_interval
+from rayalign.rewards.feedback import RATIONALE, EndpointFeedback, LocalFeedback, replies_at
 from rayalign.rewards.judge import SYSTEM, completion_text, render_prompt
 from rayalign.rewards.values import RewardError, to_rewards
 
 DEFAULT_RUBRIC = ("A good answer does exactly what the user asked: it is correct, it answers the question that "
                   "was asked, and it follows every instruction about format and length.")
 SCORE = "Score:"
-RATIONALE = "Rationale:"
 
 
 def critic_messages(rubric: str, prompt, completion, rationale: bool) -> list[dict]:
@@ -46,8 +46,6 @@ class CriticReward:
                  rationale_max_tokens: int = 64, prefill: bool = True, dtype: str = "bfloat16",
                  max_model_len: int = 1024, threads: int | None = None, kv_cache_gib: int = 1,
                  top_logprobs: int = 20):
-        from rayalign.rewards.feedback import EndpointFeedback, LocalFeedback
-
         self.name, self.rubric = name or self.kind, rubric or DEFAULT_RUBRIC
         self.rationale, self.rationale_max_tokens = rationale, rationale_max_tokens
         self.top_logprobs = top_logprobs  # vLLM and OpenAI endpoints give at most 20; the HF engine any number
@@ -68,32 +66,22 @@ class CriticReward:
     def scores(self, prompts: list, completions: list) -> list[float | None]:
         """Expected scores in [1, 10], None where none can be read."""
         chats = [critic_messages(self.rubric, p, c, self.rationale) for p, c in zip(prompts, completions)]
-        if not self.feedback.prefills:
-            budget = self.rationale_max_tokens + 8 if self.rationale else 8
-            replies = self.feedback.continue_chats(chats, budget, self.top_logprobs)
-            return [self._read(reply, "") for reply in replies]
-        prefixes = [SCORE] * len(chats)
-        if self.rationale:
-            thoughts = self.feedback.continue_chats([c + [{"role": "assistant", "content": RATIONALE}] for c in chats],
-                                                    self.rationale_max_tokens, 0, ["\n"])
-            prefixes = [f"{RATIONALE}{t.text.rstrip()}\n{SCORE}" for t in thoughts]
-        chats = [c + [{"role": "assistant", "content": p}] for c, p in zip(chats, prefixes)]
-        replies = self.feedback.continue_chats(chats, 3, self.top_logprobs)
-        positions = [read_position(prefix, reply.tokens, SCORE) for reply, prefix in zip(replies, prefixes)]
-        tens = self._ten_after_one(chats, replies, positions)
-        return [self._score(reply, position, ten) for reply, position, ten in zip(replies, positions, tens)]
+        replies = replies_at(self.feedback, chats, SCORE, self.rationale, self.rationale_max_tokens,
+                             self.top_logprobs)
+        positions = [read_position(prefix, reply.tokens, SCORE) for prefix, reply in replies]
+        tens = self._ten_after_one(chats, replies, positions) if self.feedback.prefills else [None] * len(chats)
+        return [self._score(reply, position, ten) for (_, reply), position, ten in zip(replies, positions, tens)]
 
     def _ten_after_one(self, chats: list, replies: list, positions: list) -> list[float | None]:
         """P("0" right after "1") where the tokenizer splits 10 and "1" is among the top tokens."""
         asks = {}
-        for index, (reply, position) in enumerate(zip(replies, positions)):
+        for index, ((prefix, reply), position) in enumerate(zip(replies, positions)):
             if position is None or position >= len(reply.top_logprobs):
                 continue
             top = reply.top_logprobs[position]
             if _token_probability(top, "1") > 0 and _token_probability(top, "10") == 0:
-                gap = "".join(reply.tokens[:position])
-                asks[index] = chats[index][:-1] + [{"role": "assistant", "content": chats[index][-1]["content"] + gap
-                                                    + "1"}]
+                written = prefix + "".join(reply.tokens[:position]) + "1"
+                asks[index] = chats[index] + [{"role": "assistant", "content": written}]
         follow = self.feedback.continue_chats(list(asks.values()), 1, self.top_logprobs)
         tens = [None] * len(replies)
         for index, reply in zip(asks, follow):
@@ -105,9 +93,6 @@ class CriticReward:
         if position is None or position >= len(reply.top_logprobs):
             return None
         return expected_score(reply.top_logprobs[position], ten_after_one=ten_after_one)
-
-    def _read(self, reply, prefix: str) -> float | None:
-        return self._score(reply, read_position(prefix, reply.tokens, SCORE), None)
 
     def __call__(self, prompts: list, completions: list, metadata: list[dict] | None = None) -> list[float]:
         scores = self.scores(prompts, completions)

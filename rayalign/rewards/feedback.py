@@ -122,6 +122,29 @@ class EndpointFeedback(JsonClient):
         return Continuation(text, tokens, tops)
 
 
+RATIONALE = "Rationale:"
+
+
+def replies_at(feedback, chats: list[list[dict]], marker: str, rationale: bool = False,
+               rationale_max_tokens: int = 64, top_logprobs: int = 20) -> list[tuple[str, Continuation]]:
+    """Each chat's reply at `marker` ("Verdict:", "Score:"), with the text in place before it.
+
+    The reply is prefilled with the marker, after a one-line rationale generated first when
+    asked (chain of thought), so its next tokens are the answer. A model that cannot be
+    prefilled writes the whole reply, with nothing in place before it."""
+    if not feedback.prefills:
+        budget = rationale_max_tokens + 8 if rationale else 8
+        return [("", reply) for reply in feedback.continue_chats(chats, budget, top_logprobs)]
+    prefixes = [marker] * len(chats)
+    if rationale:
+        thoughts = feedback.continue_chats([c + [{"role": "assistant", "content": RATIONALE}] for c in chats],
+                                           rationale_max_tokens, 0, ["\n"])
+        prefixes = [f"{RATIONALE}{t.text.rstrip()}\n{marker}" for t in thoughts]
+    replies = feedback.continue_chats([c + [{"role": "assistant", "content": p}] for c, p in zip(chats, prefixes)],
+                                      3, top_logprobs)
+    return list(zip(prefixes, replies))
+
+
 def make_feedback(labeler, rollout_group=None, tokenizer=None):
     """The feedback model a `labeler:` section names: its endpoint, else the given workers."""
     if labeler.url:

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 
 from rayalign.algorithms.ai_feedback import (combine_hard, consistent, option_probabilities, read_position,
                                              soft_preference)
+from rayalign.rewards.feedback import RATIONALE, replies_at
 from rayalign.rewards.judge import SYSTEM, completion_text, render_prompt
 
 DEFAULT_RUBRIC = ("A better answer does exactly what the user asked: it is correct, it answers the question "
                   "that was asked, and it follows every instruction about format and length.")
 CHOICES = ("A", "B")
 VERDICT = "Verdict:"
-RATIONALE = "Rationale:"
 _VERDICT_TEXT = re.compile(r"Verdict:\s*([AB])\b", re.IGNORECASE)
 
 
@@ -99,19 +99,8 @@ def _rationale_text(text: str) -> str:
 def judge(feedback, ask: Ask, shown: list[tuple]) -> list[Judgement]:
     """A verdict for each (prompt, first, second), in one batch per phase."""
     chats = [messages(ask, *item) for item in shown]
-    if not feedback.prefills:  # the model writes the whole reply; the verdict is found in it
-        budget = ask.rationale_max_tokens + 8 if ask.rationale else 8
-        replies = feedback.continue_chats([c + [{"role": "assistant", "content": VERDICT}] for c in chats], budget,
-                                          ask.top_logprobs)
-        return [_read(reply, "", reply.text) for reply in replies]
-    prefixes = [VERDICT] * len(chats)
-    if ask.rationale:
-        thoughts = feedback.continue_chats([c + [{"role": "assistant", "content": RATIONALE}] for c in chats],
-                                           ask.rationale_max_tokens, 0, ["\n"])
-        prefixes = [f"{RATIONALE}{t.text.rstrip()}\n{VERDICT}" for t in thoughts]
-    replies = feedback.continue_chats([c + [{"role": "assistant", "content": p}] for c, p in zip(chats, prefixes)],
-                                      3, ask.top_logprobs)
-    return [_read(reply, prefix, prefix + reply.text) for reply, prefix in zip(replies, prefixes)]
+    replies = replies_at(feedback, chats, VERDICT, ask.rationale, ask.rationale_max_tokens, ask.top_logprobs)
+    return [_read(reply, prefix, prefix + reply.text) for prefix, reply in replies]
 
 
 def _read(reply, prefix: str, whole: str) -> Judgement:
