@@ -11,16 +11,12 @@ from rayalign.config.methods import RewardSourceConfig
 from rayalign.config.sections import _Strict
 
 
-class LabelerConfig(_Strict):
-    """The AI labeler. Local: `model` (a built-in name, HF folder or run folder) on the rollout
-    workers, sized by the `rollout:` section. Remote: `url` of an OpenAI-compatible server with
-    `served_model`; `prefill: true` continues a started reply with vLLM's continue_final_message
-    (rayalign serve, vLLM), `false` lets the model write the whole reply (other vendors).
-
-    How it is asked: a `rubric` (text) or a `constitution` file's principles as the preamble,
-    optional few-shot `examples` (JSONL of prompt, a, b, verdict A|B, rationale?), a one-line
-    `rationale` before the verdict when set; the verdict's probabilities come from the
-    `top_logprobs` at its position."""
+class ChatModelConfig(_Strict):
+    """A chat model that rayalign asks: local, `model` (a built-in name, HF folder or run folder)
+    on the rollout workers, sized by the `rollout:` section; or remote, `url` of an
+    OpenAI-compatible server with `served_model`. `prefill: true` continues a started reply with
+    vLLM's continue_final_message (rayalign serve, vLLM), `false` lets the model write the whole
+    reply (other vendors)."""
 
     model: str = "smollm2-135m-instruct"
     url: str | None = None
@@ -29,6 +25,20 @@ class LabelerConfig(_Strict):
     prefill: bool = True
     timeout_s: float = Field(120.0, gt=0)
     concurrency: int = Field(8, gt=0)
+
+    @property
+    def label(self) -> str:
+        return f"{self.served_model}@{self.url}" if self.url else self.model
+
+
+class LabelerConfig(ChatModelConfig):
+    """The AI labeler (a chat model, local or remote: see ChatModelConfig).
+
+    How it is asked: a `rubric` (text) or a `constitution` file's principles as the preamble,
+    optional few-shot `examples` (JSONL of prompt, a, b, verdict A|B, rationale?), a one-line
+    `rationale` before the verdict when set; the verdict's probabilities come from the
+    `top_logprobs` at its position."""
+
     rubric: str | None = None
     constitution: str | None = None
     examples: str | None = None
@@ -41,10 +51,6 @@ class LabelerConfig(_Strict):
         if self.rubric and self.constitution:
             raise ValueError("set either labeler.rubric or labeler.constitution, not both")
         return self
-
-    @property
-    def label(self) -> str:
-        return f"{self.served_model}@{self.url}" if self.url else self.model
 
 
 class RlaifConfig(_Strict):

@@ -10,6 +10,7 @@ from pydantic import Field
 from rayalign.config.methods import (CriticConfig, DpoConfig, PromptConfig, RewardModelConfig, RewardSourceConfig,
                                      RlhfConfig, RolloutConfig)
 from rayalign.config.rlaif import LabelerConfig, RlaifConfig
+from rayalign.config.sdg import SdgConfig, TeacherConfig
 from rayalign.config.sections import DataConfig, LoggingConfig, ModelConfig, PlacementConfig, TrainConfig, _Strict
 
 
@@ -18,7 +19,7 @@ class ConfigError(ValueError):
 
 
 class RunConfig(_Strict):
-    method: Literal["sft", "rm", "dpo", "rlhf", "prompt", "rlaif_label", "rlaif_revise"]
+    method: Literal["sft", "rm", "dpo", "rlhf", "prompt", "rlaif_label", "rlaif_revise", "sdg_generate", "sdg_label"]
     name: str = Field(..., pattern=r"^[A-Za-z0-9._-]+$")
     output_dir: str = "runs"
     seed: int = 0
@@ -34,6 +35,8 @@ class RunConfig(_Strict):
     prompt: PromptConfig = PromptConfig()
     labeler: LabelerConfig = LabelerConfig()
     rlaif: RlaifConfig = RlaifConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    sdg: SdgConfig = SdgConfig()
     placement: PlacementConfig = PlacementConfig()
     logging: LoggingConfig = LoggingConfig()
 

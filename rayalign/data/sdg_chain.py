@@ -25,6 +25,7 @@ from rayalign.data.sdg_filters import (
     Filter,
     FormatFilter,
     LengthFilter,
+    MarginFilter,
     QualityFilter,
     RefusalFilter,
     RepetitionFilter,
@@ -66,6 +67,15 @@ class FilterChain:
         for item in items:
             for f in self.filters:
                 f.remember(item)
+
+    def restore(self, item: dict, decision: Decision) -> None:
+        """Take back a decision made in an earlier run of the same chain (a resumed run): it
+        counts in the yield table, and a kept item is remembered."""
+        if decision.kept:
+            for f in self.filters:
+                f.remember(item)
+        self.decisions.append(Decision(len(self.decisions), decision.kept, decision.filter, decision.reason,
+                                       decision.scores))
 
     def apply(self, item: dict) -> Decision:
         if not isinstance(item, dict):
@@ -118,11 +128,12 @@ class FilterChain:
 
 def default_filters(*, novelty: float = 0.7, near_duplicate: float = 0.5,
                     length: LengthFilter | None = None, blacklist: Iterable[str] | None = None,
-                    verify: Callable[[dict], bool | None] | None = None,
+                    verify: Callable[[dict], bool | None] | None = None, verify_required: bool = False,
                     quality: Callable[[dict], float] | None = None, quality_threshold: float = 0.5,
-                    quality_key: str | None = None) -> list[Filter]:
+                    quality_key: str | None = None, ranked: bool = False) -> list[Filter]:
     """The standard chain, cheapest first. `verify` and the quality filter are included only
-    when given (`quality`: a score function; or `quality_key`: scores already in the items)."""
+    when given (`quality`: a score function; or `quality_key`: scores already in the items);
+    the margin filter when preference items were `ranked` by a score."""
     filters: list[Filter] = [
         FormatFilter(),
         length or LengthFilter(),
@@ -131,7 +142,9 @@ def default_filters(*, novelty: float = 0.7, near_duplicate: float = 0.5,
         RepetitionFilter(),
     ]
     if verify is not None:
-        filters.append(VerifyFilter(verify))
+        filters.append(VerifyFilter(verify, required=verify_required))
+    if ranked:
+        filters.append(MarginFilter())
     filters += [NearDuplicateFilter(threshold=near_duplicate), NoveltyFilter(threshold=novelty)]
     if quality is not None or quality_key is not None:
         filters.append(QualityFilter(quality, quality_threshold, key=quality_key or "quality"))

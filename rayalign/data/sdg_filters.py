@@ -13,6 +13,7 @@ it (rayalign/data/sdg_chain.py); the rule filters here forget everything.
     refusal      an answer opens with "I'm sorry", "As an AI", "I cannot", ...
     repetition   an answer is the instruction again, or mostly a copy of it
     verify       a user function item -> True / False / None (not verifiable: passes)
+    margin       a preference item's two answers got different scores
     quality      a score per item (judge, reward model, or precomputed under a key) >= threshold
 
 Words are counted with `str.split()`; text is compared on `words()`, rouge-score's tokens
@@ -210,21 +211,39 @@ class RepetitionFilter(Filter):
 
 class VerifyFilter(Filter):
     """The hook for a verifier: `verify(item)` returns True (pass), False (reject) or None
-    (the item is not verifiable: pass). An exception rejects the item, its type and message
+    (the item is not verifiable: pass, or reject when `required`). An exception rejects the item, its type and message
     in the reason, so a broken checker shows in the yield table rather than stopping a run."""
 
-    def __init__(self, verify: Callable[[dict], bool | None], name: str = "verify"):
+    def __init__(self, verify: Callable[[dict], bool | None], name: str = "verify", required: bool = False):
         self.verify = verify
         self.name = name
+        self.required = required
 
     def check(self, item: dict) -> Verdict:
         try:
             ok = self.verify(item)
         except Exception as exc:  # noqa: BLE001 - the user's checker; reported per item
             return reject(f"verifier raised {type(exc).__name__}: {exc}")
-        if ok is None or ok:
-            return PASS
-        return reject("verifier returned False")
+        if ok is None:
+            return reject("not verifiable (and verification is required)") if self.required else PASS
+        return PASS if ok else reject("verifier returned False")
+
+
+class MarginFilter(Filter):
+    """A preference item whose two answers were ranked by a score (`item["margin"]`: chosen's
+    score minus rejected's) passes only when the margin is > `min_margin`: a tie says nothing
+    about which answer is better. Items without a margin (SFT, hand-ranked) pass."""
+
+    name = "margin"
+
+    def __init__(self, min_margin: float = 0.0):
+        self.min_margin = min_margin
+
+    def check(self, item: dict) -> Verdict:
+        margin = item.get("margin")
+        if margin is None or margin > self.min_margin:
+            return PASS if margin is None else Verdict(score=margin)
+        return reject(f"the two answers scored {margin:.3g} apart: no preference", margin)
 
 
 class QualityFilter(Filter):

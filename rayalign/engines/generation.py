@@ -91,12 +91,13 @@ class VllmEngine:
         return results
 
     def continue_text(self, prompts: list[list[int]], max_new_tokens: int, top_logprobs: int = 0,
-                      stop: list[str] | None = None) -> list[Continuation]:
-        """Greedy replies (cut before a `stop` string) with the top log-probs at each position
-        (raw: the model's own distribution, as an OpenAI-compatible server reports them)."""
+                      stop: list[str] | None = None, temperature: float = 0.0) -> list[Continuation]:
+        """Replies, greedy unless a `temperature` is given (cut before a `stop` string), with the
+        top log-probs at each position (raw: the model's own distribution, as an OpenAI-compatible
+        server reports them; the chosen token's is among them)."""
         from vllm import SamplingParams
 
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, logprobs=top_logprobs or None,
+        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, logprobs=top_logprobs or None,
                                 stop=stop or None)
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, lora_request=self.lora,
                                     use_tqdm=False)
@@ -215,11 +216,12 @@ class HfEngine:
 
     @torch.no_grad()
     def continue_text(self, prompts: list[list[int]], max_new_tokens: int, top_logprobs: int = 0,
-                      stop: list[str] | None = None) -> list[Continuation]:
+                      stop: list[str] | None = None, temperature: float = 0.0) -> list[Continuation]:
         ids, mask = self._padded(prompts)
-        out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0} if temperature else {"do_sample": False}
+        out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                   pad_token_id=self.tokenizer.pad_token_id, output_logits=True,
-                                  return_dict_in_generate=True)
+                                  return_dict_in_generate=True, **sampling)
         logprobs = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)
         results = []
         for row, response in enumerate(out.sequences[:, ids.shape[1]:].tolist()):

@@ -28,11 +28,10 @@ from rayalign.data.ai_labels import (VARIANTS, Pair, card, figures, headline_fig
 from rayalign.data.prompts import load_prompts
 from rayalign.models.chain import start_model
 from rayalign.models.loading import load_tokenizer
+from rayalign.pipelines.chat_models import open_chat_model, start_workers
 from rayalign.pipelines.evaluate import EvalWorkers
-from rayalign.rewards.feedback import make_feedback
 from rayalign.rewards.labeler import DEFAULT_RUBRIC, Ask, Example, label_pairs
 from rayalign.runs import RunDir, write_atomic
-from rayalign.workers.cluster import connect
 
 PARTIAL = "labels.partial.jsonl"
 ANSWERS = "answers.jsonl"
@@ -106,7 +105,7 @@ def run_label(config: RunConfig) -> dict:
     try:
         if pairs is None:  # prompts: the policy answers first
             policy = start_model(config.model.name_or_path)
-            workers = _workers(config, policy, task.reference)
+            workers = start_workers(config, policy, task.reference)
             pairs = policy_pairs(config, run, workers, load_tokenizer(policy))
         pairs = pairs[: task.max_pairs]
         partial = run.path / PARTIAL
@@ -116,7 +115,7 @@ def run_label(config: RunConfig) -> dict:
             f"orders: {task.orders}; rationale: {labeler.rationale}; {len(ask.examples)} few-shot examples")
         feedback = None
         if todo:
-            feedback, workers = _feedback(config, workers)
+            feedback, workers = open_chat_model(config.labeler, config, workers, workers.rewards if workers else ())
         bar = tqdm(total=len(pairs), initial=len(done), desc="label", unit="pair", file=terminal(),
                    disable=not config.logging.progress, dynamic_ncols=True)
         with open(partial, "a") as out:
@@ -155,27 +154,6 @@ def run_label(config: RunConfig) -> dict:
     run.close()
     _say_figures(result)
     return report
-
-
-def _feedback(config: RunConfig, workers: EvalWorkers | None):
-    """The labeler, and the workers (started, or switched to the labeler's weights) it runs on."""
-    labeler = config.labeler
-    if labeler.url:
-        return make_feedback(labeler), workers
-    folder = start_model(labeler.model)
-    if workers is not None and workers.serves(folder, config.rollout, workers.rewards):
-        workers.use_model(folder)
-    else:
-        if workers is not None:
-            workers.close()
-        workers = _workers(config, folder, [])
-    return make_feedback(labeler, workers.rollout, load_tokenizer(folder)), workers
-
-
-def _workers(config: RunConfig, folder: str, rewards: list) -> EvalWorkers:
-    """Rollout workers on `folder` (and a reward worker for `rewards`), on the run's Ray cluster."""
-    connect(config.placement.address)
-    return EvalWorkers(folder, config.rollout, rewards, config.seed, config.placement.timeout_s)
 
 
 def _label_chunk(feedback, ask: Ask, chunk: list[Pair], both_orders: bool, labeler: str) -> list[dict]:

@@ -1,7 +1,8 @@
 """Where AI feedback comes from: a model that continues chats greedily and reports top log-probs.
 
-One call, `feedback.continue_chats(conversations, max_new_tokens, top_logprobs, stop)` ->
-one `Continuation` per conversation, from three places:
+One call, `feedback.continue_chats(conversations, max_new_tokens, top_logprobs, stop,
+temperature)` -> one `Continuation` per conversation (greedy unless a temperature is given),
+from three places; the teacher of synthetic data generation is one of them too:
 
 - `LocalFeedback`: a generation engine (vLLM or HF) inside this process: the AI critic on a
   reward worker.
@@ -51,9 +52,9 @@ class LocalFeedback:
         self.engine = make_engine(engine, folder, rollout, seed)
 
     def continue_chats(self, conversations: list[list[dict]], max_new_tokens: int, top_logprobs: int = 0,
-                       stop: list[str] | None = None) -> list[Continuation]:
+                       stop: list[str] | None = None, temperature: float = 0.0) -> list[Continuation]:
         ids = [encode_chat(c, self.tokenizer) for c in conversations]
-        return self.engine.continue_text(ids, max_new_tokens, top_logprobs, stop) if ids else []
+        return self.engine.continue_text(ids, max_new_tokens, top_logprobs, stop, temperature) if ids else []
 
 
 class WorkerFeedback:
@@ -65,11 +66,11 @@ class WorkerFeedback:
         self.group, self.tokenizer, self.name = group, tokenizer, name
 
     def continue_chats(self, conversations: list[list[dict]], max_new_tokens: int, top_logprobs: int = 0,
-                       stop: list[str] | None = None) -> list[Continuation]:
+                       stop: list[str] | None = None, temperature: float = 0.0) -> list[Continuation]:
         from rayalign.workers.rollout import continue_split
 
         ids = [encode_chat(c, self.tokenizer) for c in conversations]
-        return continue_split(self.group, ids, max_new_tokens, top_logprobs, stop) if ids else []
+        return continue_split(self.group, ids, max_new_tokens, top_logprobs, stop, temperature) if ids else []
 
 
 class EndpointFeedback(JsonClient):
@@ -95,15 +96,16 @@ class EndpointFeedback(JsonClient):
         return bool(answer.get("choices"))
 
     def continue_chats(self, conversations: list[list[dict]], max_new_tokens: int, top_logprobs: int = 0,
-                       stop: list[str] | None = None) -> list[Continuation]:
+                       stop: list[str] | None = None, temperature: float = 0.0) -> list[Continuation]:
         if not conversations:
             return []
         with ThreadPoolExecutor(min(self.concurrency, len(conversations))) as pool:
-            return list(pool.map(lambda c: self.one(c, max_new_tokens, top_logprobs, stop), conversations))
+            return list(pool.map(lambda c: self.one(c, max_new_tokens, top_logprobs, stop, temperature),
+                                 conversations))
 
     def one(self, conversation: list[dict], max_new_tokens: int, top_logprobs: int,
-            stop: list[str] | None) -> Continuation:
-        body = {"model": self.model, "max_tokens": max_new_tokens, "temperature": 0.0}
+            stop: list[str] | None, temperature: float = 0.0) -> Continuation:
+        body = {"model": self.model, "max_tokens": max_new_tokens, "temperature": temperature}
         messages = conversation
         if prefilled(conversation) and self.prefills:
             body.update(continue_final_message=True, add_generation_prompt=False)

@@ -26,8 +26,8 @@ class RolloutWorker:
         return self.engine.generate(prompts, n, greedy)
 
     def continue_text(self, prompts: list[list[int]], max_new_tokens: int, top_logprobs: int = 0,
-                      stop: list[str] | None = None) -> list:
-        return self.engine.continue_text(prompts, max_new_tokens, top_logprobs, stop)
+                      stop: list[str] | None = None, temperature: float = 0.0) -> list:
+        return self.engine.continue_text(prompts, max_new_tokens, top_logprobs, stop, temperature)
 
     def load_adapter(self, payload: dict[str, bytes], version: int) -> None:
         self.engine.load_adapter(payload, version)
@@ -55,6 +55,6 @@ def generate_split(group: ActorGroup, prompts: list[list[int]], n: int, greedy: 
 
 
 def continue_split(group: ActorGroup, prompts: list[list[int]], max_new_tokens: int, top_logprobs: int = 0,
-                   stop: list[str] | None = None) -> list:
-    """A greedy `Continuation` per prompt from a group of RolloutWorkers."""
-    return _split(group, prompts, "continue_text", max_new_tokens, top_logprobs, stop)
+                   stop: list[str] | None = None, temperature: float = 0.0) -> list:
+    """A `Continuation` per prompt (greedy unless a temperature is given) from a group of RolloutWorkers."""
+    return _split(group, prompts, "continue_text", max_new_tokens, top_logprobs, stop, temperature)
