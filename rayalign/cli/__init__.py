@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from rayalign import console
-from rayalign.cli import methods, tools
+from rayalign.cli import methods, review, tools
 from rayalign.config import ConfigError
 
 
@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     chain.add_argument("overrides", nargs="*", metavar="[stage:]key.path=value",
                        help="overrides for every stage, or one (label:, rm-single:, rm-hard:, rm-soft:, rl:)")
     chain.set_defaults(handler=methods.rlaif_chain)
+
+    review.add_parser(commands)
 
     report = commands.add_parser("report", help="write a run's report.html, or a comparison of several runs")
     report.add_argument("runs", nargs="+", metavar="RUN", help="run folders (runs/<name>)")
