@@ -20,8 +20,7 @@ def add_parser(commands) -> None:
     serve.add_argument("items", help="the items JSONL file (rayalign sdg generate / sdg label)")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    serve.add_argument("--reviewer", default=getpass.getuser(), help="name recorded with each decision "
-                       "(default: the login name)")
+    serve.add_argument("--reviewer", help="name recorded with each decision (default: the login name)")
     serve.add_argument("--decisions", help="the decisions JSONL file, appended to (default: "
                        "<items stem>.decisions.jsonl next to the items)")
     serve.set_defaults(handler=serve_review)
@@ -43,9 +42,10 @@ def serve_review(args: argparse.Namespace) -> int:
     from rayalign.review.items import decisions_path_for
 
     decisions = decisions_path_for(args.items, args.decisions)
-    app = make_app(args.items, decisions, args.reviewer)
+    reviewer = args.reviewer or _login_name()
+    app = make_app(args.items, decisions, reviewer)
     say(f"[review] decisions are appended to {decisions}")
-    say(f"[review] open http://{args.host}:{args.port}/ to review as {args.reviewer}. Ctrl-C stops.")
+    say(f"[review] open http://{args.host}:{args.port}/ to review as {reviewer}. Ctrl-C stops.")
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again: end quietly on it.
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -57,6 +57,13 @@ def serve_review(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
     say("[review] stopped")
     return 0
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment nor the password database
+        return "unknown"
 
 
 def _interrupt(signum, frame) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -179,6 +180,7 @@ class Review:
         self.items_path, self.decisions_path = Path(items_path), decisions_path
         self.items = read_items(items_path)
         self.latest = read_decisions(decisions_path)
+        self._recording = threading.Lock()  # the app answers requests on several threads
 
     def decision(self, item: Item) -> dict | None:
         """The latest decision on this very item; None if undecided or decided on an older version."""
@@ -223,8 +225,9 @@ class Review:
         decision = {"id": item.id, "action": action, "instruction": instruction, **texts, "note": note.strip(),
                     "reviewer": reviewer, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "item_sha": item.sha}
-        append_decision(self.decisions_path, decision)
-        self.latest[item.id] = decision
+        with self._recording:
+            append_decision(self.decisions_path, decision)
+            self.latest[item.id] = decision
         return decision
 
 
