@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from rayalign import console
-from rayalign.cli import methods, sdg, tools
+from rayalign.cli import methods, review, sdg, tools
 from rayalign.config import ConfigError
 
 
@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     chain.set_defaults(handler=methods.rlaif_chain)
 
     sdg.add_parser(commands, _add_run_arguments, VERBOSE_HELP)
+    review.add_parser(commands)
 
     report = commands.add_parser("report", help="write a run's report.html, or a comparison of several runs")
     report.add_argument("runs", nargs="+", metavar="RUN", help="run folders (runs/<name>)")

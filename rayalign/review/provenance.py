@@ -1,0 +1,93 @@
+"""Turn review decisions into a dataset: `rayalign review import`.
+
+Accepted, edited and written items become rows, SFT as {"prompt", "completion"} and
+preference as {"prompt", "chosen", "rejected"}, in the formats of `rayalign.data.formats`,
+so the project's own loaders read them. Rejected and undecided items are left out and
+counted; a decision on an item that has changed since it was made counts as undecided.
+Every row carries `provenance`: where its text came from (the generator as it was, a
+person's edit, or an answer a person wrote), the teacher model, the filter scores and
+verdict, the teacher's confidence, and who reviewed it when.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from rayalign.data.readers import DataError
+from rayalign.review.items import Item, Review, outcome
+from rayalign.runs import write_atomic
+
+KEPT_OUTCOMES = ("accepted", "edited", "written")
+FORMATS = ("sft", "preference", "auto")
+
+
+def provenance(item: Item, decision: dict) -> dict:
+    kept_as = outcome(item, decision)
+    record = item.record
+    return {
+        "origin": (record.get("origin") or "generated") if kept_as == "accepted" else kept_as,
+        "model": record.get("teacher"),
+        "scores": record.get("scores") or {},
+        "filter": record.get("filter"),
+        "confidence": record.get("confidence"),
+        "reviewer": decision.get("reviewer"),
+        "reviewed_at": decision.get("at"),
+        "item_id": item.id,
+    }
+
+
+def dataset_row(item: Item, decision: dict) -> dict:
+    prompt = decision["instruction"] + (f"\n\n{item.input}" if item.input else "")
+    if item.kind == "preference":
+        texts = {"chosen": decision["chosen"], "rejected": decision["rejected"]}
+    else:
+        texts = {"completion": decision["answer"]}
+    return {"prompt": prompt, **texts, "provenance": provenance(item, decision)}
+
+
+def build_dataset(review: Review, fmt: str = "auto") -> tuple[list[dict], Counter]:
+    """The rows of the kept items of kind `fmt` (auto: the one kind they all share), and counts
+    per outcome plus `undecided`, `changed` (decided on an older version of the item) and
+    `other kind` (kept, but not of the kind asked for)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    counts, kept = Counter(), []
+    for item in review.items:
+        status = review.status(item)
+        counts[status] += 1
+        if status == "changed":  # decided on an older version: as good as undecided
+            counts["undecided"] += 1
+        if status in KEPT_OUTCOMES:
+            kept.append(item)
+    kinds = {item.kind for item in kept}
+    if fmt == "auto" and len(kinds) > 1:
+        raise DataError(str(review.items_path), None, "kind", "the kept items are both SFT and preference; "
+                        "choose one with --format sft or --format preference")
+    rows = []
+    for item in kept:
+        if fmt != "auto" and item.kind != fmt:
+            counts["other kind"] += 1
+        else:
+            rows.append(dataset_row(item, review.decision(item)))
+    return rows, counts
+
+
+def import_decisions(review: Review, out: Path, fmt: str = "auto") -> Counter:
+    """Write the dataset to `out` atomically; return the counts. Raises DataError when no row is kept."""
+    rows, counts = build_dataset(review, fmt)
+    if not rows:
+        raise DataError(str(review.decisions_path), None, None, "no accepted, edited or written items to import "
+                        f"({describe_counts(counts)}); nothing written")
+    write_atomic(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return counts
+
+
+def describe_counts(counts: Counter) -> str:
+    text = ", ".join(f"{counts[name]} {name}" for name in (*KEPT_OUTCOMES, "rejected", "undecided"))
+    if counts["changed"]:
+        text += f" ({counts['changed']} of them changed since reviewed)"
+    if counts["other kind"]:
+        text += f"; {counts['other kind']} kept but of the other kind, left out"
+    return text
