@@ -67,10 +67,15 @@ def make_items(n: int, copy_every: int, seed: int = 0) -> list[dict]:
 
 
 class Timed:
-    """A filter with a stopwatch around its check and remember."""
+    """A filter with a stopwatch around its prepare, check and remember."""
 
     def __init__(self, inner):
         self.inner, self.name, self.seconds = inner, inner.name, 0.0
+
+    def prepare(self, items):
+        start = time.perf_counter()
+        self.inner.prepare(items)
+        self.seconds += time.perf_counter() - start
 
     def check(self, item):
         start = time.perf_counter()

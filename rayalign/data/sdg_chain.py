@@ -1,7 +1,8 @@
 """The filter chain of synthetic data generation and its yield table.
 
 `FilterChain(filters)` takes items one at a time and runs the filters in the order given,
-stopping at the first that rejects; an item that passes them all is kept, and only then do
+stopping at the first that rejects (each filter may first `prepare` a chunk of items at once:
+the embedding filter embeds them in batches); an item that passes them all is kept, and only then do
 the stateful filters (novelty, near-duplicates) remember it, so an item rejected later in
 the chain never blocks its neighbours. Each item gets a `Decision`: kept or the filter that
 rejected it, the reason, and the scores the filters that ran gave it. `yield_table()` counts
@@ -11,13 +12,16 @@ dataset card.
 
 `default_filters()` lists the filters in the recommended order: the cheap rule checks first,
 then the verifier, then deduplication against what was kept, and the model-based quality
-score last, so the judge scores only what survived everything else.
+score last, so the judge scores only what survived everything else. The optional embedding
+filter (paraphrases: rayalign/data/sdg_embed.py) follows the lexical deduplication, which is
+cheaper, so its row in the yield table counts the paraphrases those missed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 from rayalign.data.sdg_dedup import NearDuplicateFilter, NoveltyFilter
 from rayalign.data.sdg_filters import (
@@ -53,29 +57,39 @@ class YieldRow:
 
 
 class FilterChain:
-    def __init__(self, filters: Sequence[Filter]):
+    """`chunk`: how many items `run` and `prime` hand to each filter's `prepare` at a time."""
+
+    def __init__(self, filters: Sequence[Filter], chunk: int = 256):
         names = [f.name for f in filters]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"filter names must be unique; repeated: {', '.join(duplicated)}")
         self.filters = list(filters)
+        self.chunk = chunk
         self.decisions: list[Decision] = []
+
+    def _prepared_chunks(self, items: Iterable[dict]) -> Iterator[list[dict]]:
+        iterator = iter(items)
+        while chunk := list(islice(iterator, self.chunk)):
+            for f in self.filters:
+                f.prepare(chunk)
+            yield chunk
 
     def prime(self, items: Iterable[dict]) -> None:
         """Make the stateful filters remember items without counting them: the seed tasks,
         or the kept items of an earlier run that this one continues."""
-        for item in items:
-            for f in self.filters:
-                f.remember(item)
+        for chunk in self._prepared_chunks(items):
+            for item in chunk:
+                for f in self.filters:
+                    f.remember(item)
 
-    def restore(self, item: dict, decision: Decision) -> None:
-        """Take back a decision made in an earlier run of the same chain (a resumed run): it
-        counts in the yield table, and a kept item is remembered."""
-        if decision.kept:
-            for f in self.filters:
-                f.remember(item)
-        self.decisions.append(Decision(len(self.decisions), decision.kept, decision.filter, decision.reason,
-                                       decision.scores))
+    def restore(self, items: Sequence[dict], decisions: Sequence[Decision]) -> None:
+        """Take back the decisions made on `items` by an earlier run of the same chain (a
+        resumed run): they count in the yield table, and the kept items are remembered."""
+        self.prime([item for item, decision in zip(items, decisions) if decision.kept])
+        for decision in decisions:
+            self.decisions.append(Decision(len(self.decisions), decision.kept, decision.filter, decision.reason,
+                                           decision.scores))
 
     def apply(self, item: dict) -> Decision:
         if not isinstance(item, dict):
@@ -98,7 +112,7 @@ class FilterChain:
 
     def run(self, items: Iterable[dict]) -> list[dict]:
         """Apply the chain to each item; return the kept ones, in order."""
-        return [item for item in items if self.apply(item).kept]
+        return [item for chunk in self._prepared_chunks(items) for item in chunk if self.apply(item).kept]
 
     @property
     def kept(self) -> int:
@@ -130,10 +144,12 @@ def default_filters(*, novelty: float = 0.7, near_duplicate: float = 0.5,
                     length: LengthFilter | None = None, blacklist: Iterable[str] | None = None,
                     verify: Callable[[dict], bool | None] | None = None, verify_required: bool = False,
                     quality: Callable[[dict], float] | None = None, quality_threshold: float = 0.5,
-                    quality_key: str | None = None, ranked: bool = False) -> list[Filter]:
+                    quality_key: str | None = None, ranked: bool = False,
+                    embedding: float | None = None) -> list[Filter]:
     """The standard chain, cheapest first. `verify` and the quality filter are included only
     when given (`quality`: a score function; or `quality_key`: scores already in the items);
-    the margin filter when preference items were `ranked` by a score."""
+    the margin filter when preference items were `ranked` by a score; the embedding filter
+    only with its cosine threshold (`embedding=0.9`: sdg_embed.py)."""
     filters: list[Filter] = [
         FormatFilter(),
         length or LengthFilter(),
@@ -146,6 +162,11 @@ def default_filters(*, novelty: float = 0.7, near_duplicate: float = 0.5,
     if ranked:
         filters.append(MarginFilter())
     filters += [NearDuplicateFilter(threshold=near_duplicate), NoveltyFilter(threshold=novelty)]
+    if embedding is not None:
+        # Imported here: torch and sentence-transformers load only when the filter is asked for.
+        from rayalign.data.sdg_embed import EmbeddingFilter
+
+        filters.append(EmbeddingFilter(threshold=embedding))
     if quality is not None or quality_key is not None:
         filters.append(QualityFilter(quality, quality_threshold, key=quality_key or "quality"))
     return filters

