@@ -121,7 +121,7 @@ def test_import_provenance_for_generated_edited_written_and_rejected(tmp_path, t
     assert main(["review", "import", str(items_path), "--out", str(out)]) == 0
     assert "1 accepted, 1 edited, 1 written, 1 rejected, 1 undecided" in capsys.readouterr().out
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["prompt"], r["completion"], r["provenance"]["origin"]) for r in rows] == [
+    assert [(r["messages"][0]["content"], r["messages"][1]["content"], r["provenance"]["origin"]) for r in rows] == [
         (ITEMS[0]["instruction"], "7", "generated"), (ITEMS[1]["instruction"], "Paris", "edited"),
         (ITEMS[3]["instruction"], "Soft rain on the roof", "written")]
     edited = rows[1]["provenance"]
@@ -153,7 +153,8 @@ def test_import_preference_rows_load_as_pairs(tmp_path, tiny_model):
     out = tmp_path / "dpo.jsonl"
     assert main(["review", "import", str(items_path), "--format", "preference", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert rows[0]["prompt"] == "Name a colour.\n\nOne word." and rows[0]["rejected"] == "Green, no: Bleu"
+    assert rows[0]["prompt"] == [{"role": "user", "content": "Name a colour.\n\nOne word."}]
+    assert rows[0]["rejected"] == [{"role": "assistant", "content": "Green, no: Bleu"}]
     assert [r["provenance"]["origin"] for r in rows] == ["edited", "generated"]
     assert len(load_pairs(str(out), load_tokenizer(tiny_model), max_length=64)) == 2
 
@@ -255,6 +256,6 @@ def test_review_round_trip_in_headless_chromium(tmp_path, capsys):
     assert main(["review", "import", str(items_path), "--out", str(out)]) == 0
     assert "1 accepted, 1 edited, 0 written, 1 rejected, 1 undecided" in capsys.readouterr().out
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["completion"], r["provenance"]["origin"], r["provenance"]["item_id"]) for r in rows] == [
+    assert [(r["messages"][1]["content"], r["provenance"]["origin"], r["provenance"]["item_id"]) for r in rows] == [
         ("7", "generated", "q-add"), ("Paris", "edited", "q-capital")]
     assert all(r["provenance"]["reviewer"] == "alice" and r["provenance"]["reviewed_at"] for r in rows)

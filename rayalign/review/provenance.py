@@ -1,8 +1,8 @@
 """Turn review decisions into a dataset: `rayalign review import`.
 
-Accepted, edited and written items become rows, SFT as {"prompt", "completion"} and
-preference as {"prompt", "chosen", "rejected"}, in the formats of `rayalign.data.formats`,
-so the project's own loaders read them. Rejected and undecided items are left out and
+Accepted, edited and written items become training records as `rayalign sdg generate` writes
+them (rayalign/data/sdg_output.py: SFT as chat `messages`, preference as `prompt`, `chosen`,
+`rejected` message lists), so the project's own loaders read them with the chat template. Rejected and undecided items are left out and
 counted; a decision on an item that has changed since it was made counts as undecided.
 Every row carries `provenance`: where its text came from (the generator as it was, a
 person's edit, or an answer a person wrote), the teacher model, the filter scores and
@@ -17,34 +17,26 @@ from pathlib import Path
 
 from rayalign.data.readers import DataError
 from rayalign.review.items import Item, Review, outcome
+from rayalign.data.sdg_output import provenance, training_record
 from rayalign.runs import write_atomic
 
 KEPT_OUTCOMES = ("accepted", "edited", "written")
 FORMATS = ("sft", "preference", "auto")
 
 
-def provenance(item: Item, decision: dict) -> dict:
+def record_provenance(item: Item, decision: dict) -> dict:
     kept_as = outcome(item, decision)
-    record = item.record
-    return {
-        "origin": (record.get("origin") or "generated") if kept_as == "accepted" else kept_as,
-        "model": record.get("teacher"),
-        "scores": record.get("scores") or {},
-        "filter": record.get("filter"),
-        "confidence": record.get("confidence"),
-        "reviewer": decision.get("reviewer"),
-        "reviewed_at": decision.get("at"),
-        "item_id": item.id,
-    }
+    return provenance(item.record, None if kept_as == "accepted" else kept_as, reviewer=decision.get("reviewer"),
+                      reviewed_at=decision.get("at"))
 
 
 def dataset_row(item: Item, decision: dict) -> dict:
-    prompt = decision["instruction"] + (f"\n\n{item.input}" if item.input else "")
+    """The item as the reviewer left it, as a training record."""
+    fields = ("chosen", "rejected") if item.kind == "preference" else ("answer",)
+    final = {**item.record, "instruction": decision["instruction"], **{f: decision[f] for f in fields}}
     if item.kind == "preference":
-        texts = {"chosen": decision["chosen"], "rejected": decision["rejected"]}
-    else:
-        texts = {"completion": decision["answer"]}
-    return {"prompt": prompt, **texts, "provenance": provenance(item, decision)}
+        final.pop("answer", None)
+    return training_record(final, record_provenance(item, decision))
 
 
 def build_dataset(review: Review, fmt: str = "auto") -> tuple[list[dict], Counter]:
