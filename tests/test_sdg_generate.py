@@ -115,8 +115,9 @@ def read(path):
 def test_each_filter_counts_what_it_rejects_and_the_yield_table_adds_up(tmp_path, teacher):
     assert main(generate_args(tmp_path, teacher, "sdg.max_rounds=1")) == 0
     run = tmp_path / "synth"
-    items = read(run / "items.jsonl")
-    assert [i["instruction"] for i in items] == [t.strip() for t in TASKS]
+    shown = read(run / "items.jsonl") + read(run / "flagged.jsonl")  # the empty task: counted, not shown
+    assert sorted(i["instruction"] for i in shown) == sorted(t for t in TASKS if t)
+    items = [json.loads(line) for line in (run / "candidates.jsonl").read_text().splitlines()][:-1]
     rejected = {i["filter"]: i["reason"] for i in items if not i["kept"]}
     assert {name: sum(i["filter"] == name for i in items) for name in EXPECTED} == EXPECTED, rejected
     kept = [i for i in items if i["kept"]]
@@ -150,12 +151,13 @@ def test_a_killed_run_resumes_after_its_last_finished_round_without_duplicates(t
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(30)
-    partial = tmp_path / "synth" / "candidates.partial.jsonl"
+    partial = tmp_path / "synth" / "candidates.jsonl"
     assert [json.loads(line).get("round_done") for line in partial.read_text().splitlines()][-1] == 0
 
     teacher.state.update(hold_after=None, tasks=8)  # the teacher goes on from where the first run had it
     assert main(generate_args(tmp_path, teacher, "sdg.max_rounds=3")) == 0
-    items = read(tmp_path / "synth" / "items.jsonl")
+    items = read(tmp_path / "synth" / "candidates.jsonl")
+    items = [i for i in items if "round_done" not in i]
     ids = [i["id"] for i in items]
     assert len(ids) == 24 == len(set(ids)) and [i["round"] for i in items] == [0] * 8 + [1] * 8 + [2] * 8
     assert sum(1 for line in partial.read_text().splitlines() if "round_done" in line) == 3

@@ -42,7 +42,7 @@ def test_smollm2_items_through_novelty_minhash_and_a_blacklist(ray_cluster, tmp_
         "sdg.generated_in_context=0", "sdg.filters.verify=null", "sdg.filters.verify_required=false",
         "logging.progress=false"])
     report = run_generate(config)
-    items = read(tmp_path / "real" / "items.jsonl")
+    items = [i for i in read(tmp_path / "real" / "candidates.jsonl") if "round_done" not in i]
     assert len(items) == 24 and all(i["teacher"] == "smollm2-135m-instruct" for i in items)
     table = report["yield"]
     assert table[0]["in"] == 24 and table[-1]["out"] == report["dataset"]["kept"] == sum(i["kept"] for i in items)

@@ -62,7 +62,8 @@ def card(about: dict, chain: FilterChain, examples: list[dict]) -> str:
              f"- in-context examples per request: {about['in_context']} ({about['generated_in_context']} of "
              "them generated)",
              f"- filters: {', '.join(about['filters'])}",
-             f"- training file: `{about['training_file']}`; every candidate with its decision: `items.jsonl`",
+             f"- training file: `{about['training_file']}`; for review: the kept items `items.jsonl`, the "
+             "flagged ones `flagged.jsonl`; every candidate with its decision, round by round: `candidates.jsonl`",
              "", "Every record carries `provenance` (origin, teacher, filter scores). A small teacher passes on "
              "its own mistakes and priors: review the data (`rayalign review serve items.jsonl`) before "
              "training on it.", "", "## Yield", "", chain.yield_markdown().rstrip(), ""]
@@ -81,7 +82,10 @@ def write_outputs(folder: Path, config, seeds: list[dict], items: list[dict], ch
     sdg, teacher = config.sdg, config.teacher
     kept = [item for item in items if item["kept"]]
     training = folder / TRAINING_FILES[sdg.kind]
-    write_atomic(folder / "items.jsonl", jsonl(items))
+    # for review: the kept items, and apart those a filter flagged (a person may rescue one);
+    # garbage with no task is only counted, in the yield table and the round log candidates.jsonl
+    write_atomic(folder / "items.jsonl", jsonl(kept))
+    write_atomic(folder / "flagged.jsonl", jsonl([i for i in items if not i["kept"] and i.get("instruction")]))
     write_atomic(training, jsonl([training_record(item, provenance(item)) for item in kept]))
     table = [{"filter": r.filter, "in": r.n_in, "rejected": r.rejected, "out": r.n_out} for r in chain.yield_table()]
     about = {"name": config.name, "kind": sdg.kind, "teacher": teacher.label, "seed_file": config.data.train,

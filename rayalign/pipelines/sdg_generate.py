@@ -8,11 +8,11 @@ answers them, and a filter chain keeps the good, new ones.
        b. the teacher answers each new task (sft), or answers it twice and the quality sources
           or the verifier rank the two answers (preference)
        c. the quality sources (judge, reward model, function) score the answers
-       d. the filter chain decides each item; the round is appended to candidates.partial.jsonl
+       d. the filter chain decides each item; the round is appended to candidates.jsonl
           with a closing marker, so a killed run resumes after its last finished round
     3. until `target` items are kept, `max_rounds` rounds or `max_candidates` tasks
-    4. items.jsonl (every candidate and its decision: what `rayalign review serve` shows),
-       the kept data as a training set (sft.jsonl or preferences.jsonl, provenance per record),
+    4. for `rayalign review serve`: items.jsonl (the kept items) and flagged.jsonl (those a
+       filter rejected, with its reason); the kept data as a training set (sft.jsonl or preferences.jsonl, provenance per record),
        card.md / card.json (provenance and the yield table) and report.json
 """
 
@@ -35,7 +35,7 @@ from rayalign.pipelines.chat_models import open_chat_model
 from rayalign.rewards.function import import_function
 from rayalign.runs import RunDir, write_atomic
 
-PARTIAL = "candidates.partial.jsonl"
+PARTIAL = "candidates.jsonl"
 DECISION_FIELDS = ("kept", "filter", "reason", "scores")
 
 
