@@ -49,7 +49,8 @@ def _text(row: Row, field: str) -> str:
     return value
 
 
-def _messages(row: Row, field: str) -> list[dict]:
+def checked_messages(row: Row, field: str) -> list[dict]:
+    """The message list in `field`, each message checked; a DataError names the bad one."""
     value = row.fields.get(field)
     if value is None:
         raise row.error(field, "missing")
@@ -67,7 +68,7 @@ def _messages(row: Row, field: str) -> list[dict]:
 
 
 def _text_or_messages(row: Row, field: str):
-    return _messages(row, field) if isinstance(row.fields.get(field), list) else _text(row, field)
+    return checked_messages(row, field) if isinstance(row.fields.get(field), list) else _text(row, field)
 
 
 def validate(row: Row, accepted: tuple[str, ...] = FORMATS) -> str:
@@ -79,7 +80,7 @@ def validate(row: Row, accepted: tuple[str, ...] = FORMATS) -> str:
     if fmt == LANGUAGE_MODELING:
         _text(row, "text")
     elif fmt == CONVERSATIONAL:
-        messages = _messages(row, "messages")
+        messages = checked_messages(row, "messages")
         if not any(m["role"] == "assistant" for m in messages):
             raise row.error("messages", "no assistant message to learn from")
     elif fmt == PROMPT_COMPLETION:

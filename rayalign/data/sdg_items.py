@@ -21,7 +21,7 @@ import math
 import random
 import re
 
-from rayalign.data.formats import CONVERSATIONAL, PROMPT_COMPLETION, PROMPT_ONLY, validate
+from rayalign.data.formats import CONVERSATIONAL, PROMPT_COMPLETION, PROMPT_ONLY, checked_messages, validate
 from rayalign.data.readers import DataError, Row, read_rows
 from rayalign.data.rollouts import Continuation
 
@@ -52,9 +52,9 @@ def _seed(row: Row) -> dict:
         if fields.get("input"):
             item["input"] = fields["input"].strip()
         answer = fields.get("answer") or fields.get("output")
-    else:
-        fmt = validate(row, (PROMPT_ONLY, PROMPT_COMPLETION, CONVERSATIONAL))
-        messages = fields["messages"] if fmt == CONVERSATIONAL else _as_messages(fields["prompt"])
+    else:  # chat messages may be a prompt alone (no assistant turn)
+        fmt = CONVERSATIONAL if "messages" in fields else validate(row, (PROMPT_ONLY, PROMPT_COMPLETION))
+        messages = checked_messages(row, "messages") if fmt == CONVERSATIONAL else _as_messages(fields["prompt"])
         if fmt == PROMPT_COMPLETION:
             messages = messages + _as_messages(fields["completion"], "assistant")
         users = [m["content"] for m in messages if m["role"] == "user"]

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from rayalign.config import RunConfig
 from rayalign.console import say, terminal
 from rayalign.data.ai_labels import read_pairs
+from rayalign.data.readers import read_rows
 from rayalign.data.sdg_items import confidence, read_seeds, task_text
 from rayalign.data.sdg_output import jsonl
 from rayalign.pipelines.chat_models import open_chat_model
@@ -36,7 +37,10 @@ PARTIAL = "suggestions.partial.jsonl"
 
 def read_todo(config: RunConfig) -> tuple[str, list[dict]]:
     """("preference", pair items) or ("sft", prompt items) from the user's file."""
-    pairs = read_pairs(config.data.train, config.seed)
+    rows = read_rows(config.data.train)
+    pairs = None
+    if any({"a", "b"} <= row.fields.keys() or {"chosen", "rejected"} <= row.fields.keys() for row in rows):
+        pairs = read_pairs(config.data.train, config.seed)
     if pairs is None:
         items = read_seeds(config.data.train)
         for item in items:
