@@ -231,7 +231,7 @@ class VerifyFilter(Filter):
             return reject(f"verifier raised {type(exc).__name__}: {exc}")
         if ok is None:
             return reject("not verifiable (and verification is required)") if self.required else PASS
-        return PASS if ok else reject("verifier returned False")
+        return Verdict(score=1.0) if ok else reject("verifier returned False", 0.0)
 
 
 class MarginFilter(Filter):
