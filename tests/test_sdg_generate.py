@@ -190,3 +190,12 @@ def args_with_seeds(tmp_path, teacher) -> list[str]:
     return ["sdg", "generate", "--config", "sdg_quickstart", f"output_dir={tmp_path}", "name=synth",
             f"data.train={path}", f"teacher.url=http://127.0.0.1:{teacher.server_port}",
             "teacher.served_model=scripted", "logging.progress=false"]
+
+
+def test_an_unreachable_teacher_is_a_named_error_and_keeps_nothing_half_done(tmp_path, capsys):
+    args = args_with_seeds(tmp_path, type("Closed", (), {"server_port": 9})())
+    seeds(tmp_path)
+    assert main(args) == 1
+    error = capsys.readouterr().err
+    assert "scripted@http://127.0.0.1:9" in error and "cannot connect" in error
+    assert (tmp_path / "synth" / "candidates.jsonl").read_text() == ""  # no round was finished
