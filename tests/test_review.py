@@ -259,3 +259,5 @@ def test_review_round_trip_in_headless_chromium(tmp_path, capsys):
     assert [(r["messages"][1]["content"], r["provenance"]["origin"], r["provenance"]["item_id"]) for r in rows] == [
         ("7", "generated", "q-add"), ("Paris", "edited", "q-capital")]
     assert all(r["provenance"]["reviewer"] == "alice" and r["provenance"]["reviewed_at"] for r in rows)
+    card = (tmp_path / "reviewed.card.md").read_text()
+    assert "origin: generated 1, edited 1" in card and "reviewers: alice 2" in card and "1 rejected" in card

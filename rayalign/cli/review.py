@@ -72,10 +72,10 @@ def _interrupt(signum, frame) -> None:
 
 def import_review(args: argparse.Namespace) -> int:
     from rayalign.review.items import Review, decisions_path_for
-    from rayalign.review.provenance import describe_counts, import_decisions
+    from rayalign.review.provenance import card_path, describe_counts, import_decisions
 
     review = Review(args.items, decisions_path_for(args.items, args.decisions))
     counts = import_decisions(review, Path(args.out), args.format)
     say(f"[review] {describe_counts(counts)}")
-    say(f"[review] written to {args.out}")
+    say(f"[review] written to {args.out} (card: {card_path(Path(args.out))})")
     return 0

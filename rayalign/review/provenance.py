@@ -73,7 +73,35 @@ def import_decisions(review: Review, out: Path, fmt: str = "auto") -> Counter:
         raise DataError(str(review.decisions_path), None, None, "no accepted, edited or written items to import "
                         f"({describe_counts(counts)}); nothing written")
     write_atomic(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_atomic(card_path(out), card(review, out, rows, counts))
     return counts
+
+
+def card_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}.card.md")
+
+
+def card(review: Review, out: Path, rows: list[dict], counts: Counter) -> str:
+    """The reviewed dataset's card: where its records came from and who reviewed them."""
+    origins = Counter(row["provenance"]["origin"] for row in rows)
+    models = Counter(row["provenance"]["model"] or "unknown" for row in rows)
+    reviewers = Counter(row["provenance"]["reviewer"] or "unknown" for row in rows)
+    times = sorted(row["provenance"]["reviewed_at"] for row in rows if row["provenance"]["reviewed_at"])
+
+    def listed(counter: Counter) -> str:
+        return ", ".join(f"{name} {n}" for name, n in counter.most_common())
+
+    return "\n".join([
+        f"# {out.name}: a reviewed dataset", "",
+        f"{len(rows)} records imported by `rayalign review import` from `{review.items_path}` and the decisions "
+        f"in `{review.decisions_path}`.", "",
+        "## Provenance", "",
+        f"- origin: {listed(origins)} (generated: the model's text as it was; edited or written: by a person)",
+        f"- models: {listed(models)}",
+        f"- reviewers: {listed(reviewers)}" + (f", from {times[0]} to {times[-1]}" if times else ""),
+        f"- decisions: {describe_counts(counts)}", "",
+        "Each record's `provenance` names its item, model, filter scores, the teacher's confidence, the "
+        "reviewer and the time of the decision.", ""])
 
 
 def describe_counts(counts: Counter) -> str:
