@@ -23,3 +23,8 @@ def not_a_list(prompts, completions, **_):
 
 def broken(prompts, completions, **_):
     raise KeyError("label")
+
+
+def brevity(prompts, completions, **_):
+    """1 / words: the shorter answer scores higher."""
+    return [1.0 / max(len(c.split()), 1) for c in completions]

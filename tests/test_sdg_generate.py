@@ -29,7 +29,8 @@ TASKS = [
     "Repeat after me: the quick brown fox jumps.",                                    # repetition
     "Name three primary colours for a young child.",
 ]
-ANSWERS = {TASKS[5]: "I'm sorry, I cannot help with that.", TASKS[6]: "Repeat after me: the quick brown fox jumps."}
+ANSWERS = {TASKS[5]: "I'm sorry, I cannot help with that.", TASKS[6]: "Repeat after me: the quick brown fox jumps.",
+           TASKS[7]: "Red, yellow and blue are the three primary colours."}
 EXPECTED = {"format": 1, "length": 0, "blacklist": 1, "refusal": 1, "repetition": 1, "near_duplicate": 1,
             "novelty": 1}
 
@@ -55,9 +56,12 @@ class Teacher(BaseHTTPRequestHandler):
                 state["tasks"] += 1
             cycle, task = divmod(index, len(TASKS))
             text = " " + (task_in_cycle(TASKS[task], cycle) if TASKS[task] else " \n")
-        else:
+        else:  # a task's first answer is brief, a second one long-winded
             task = last["content"]
-            text = ANSWERS.get(task.split(" (v")[0], f"Here is my answer about {task.split()[1]}, given briefly.")
+            with state["lock"]:
+                state["answered"][task] = times = state["answered"].get(task, 0) + 1
+            how = "given briefly." if times == 1 else "given at length, with many more words than it needs."
+            text = ANSWERS.get(task.split(" (v")[0], f"Here is my answer about {task.split()[1]}, {how}")
         reply = {"choices": [{"message": {"role": "assistant", "content": text}, "logprobs": {"content": [
             {"token": text, "logprob": -0.1, "top_logprobs": [{"token": text, "logprob": -0.1}]}]}}]}
         data = json.dumps(reply).encode()
@@ -81,7 +85,7 @@ def task_in_cycle(task: str, cycle: int) -> str:
 @pytest.fixture
 def teacher():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Teacher)
-    server.state = {"requests": 0, "tasks": 0, "lock": threading.Lock(), "hold_after": None,
+    server.state = {"requests": 0, "tasks": 0, "answered": {}, "lock": threading.Lock(), "hold_after": None,
                     "held": threading.Event(), "release": threading.Event()}
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -168,6 +172,25 @@ def test_a_killed_run_resumes_after_its_last_finished_round_without_duplicates(t
     requests = teacher.state["requests"]
     assert main(generate_args(tmp_path, teacher, "sdg.max_rounds=3")) == 0
     assert teacher.state["requests"] == requests and partial.read_text() == before
+
+
+def test_quality_sources_score_sft_answers_and_rank_the_two_answers_of_preference_items(tmp_path, teacher):
+    brevity = "sdg.filters.quality=[{type: function, path: 'reward_fns:brevity'}]"
+    assert main(generate_args(tmp_path, teacher, "sdg.max_rounds=1", brevity, "sdg.filters.quality_threshold=0.12",
+                              "name=scored")) == 0
+    items = read(tmp_path / "scored" / "candidates.jsonl")[:-1]
+    scored = [i for i in items if "quality" in i]
+    assert scored and all(i["quality"] == pytest.approx(1 / len(i["answer"].split())) for i in scored)
+    card = json.loads((tmp_path / "scored" / "card.json").read_text())
+    assert card["yield"][-1] == {"filter": "quality", "in": 2, "rejected": 1, "out": 1}  # 8 words pass, 9 do not
+
+    assert main(generate_args(tmp_path, teacher, "sdg.max_rounds=1", brevity, "sdg.filters.quality_threshold=0",
+                              "sdg.kind=preference", "name=pairs")) == 0
+    records = read(tmp_path / "pairs" / "preferences.jsonl")
+    assert records and all(r["chosen"][0]["content"].endswith("given briefly.") for r in records)
+    assert all(r["rejected"][0]["content"].endswith("than it needs.") for r in records)
+    kept = [i for i in read(tmp_path / "pairs" / "candidates.jsonl")[:-1] if i["kept"]]
+    assert kept and all(i["margin"] > 0 and i["quality"] == pytest.approx(1 / len(i["chosen"].split())) for i in kept)
 
 
 @pytest.mark.parametrize("content, expected", [
