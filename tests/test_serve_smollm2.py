@@ -111,6 +111,10 @@ def test_labels_from_the_served_model_agree_with_a_local_labeler(server, monkeyp
 def test_ctrl_c_stops_the_server_and_removes_the_engine_segments(server):
     process = server["process"]
     process.send_signal(signal.SIGINT)  # Ctrl-C to the CLI
-    assert process.wait(timeout=180) == 0, "".join(server["lines"][-40:])
+    try:
+        code = process.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.fail("no exit 180 s after Ctrl-C; the server's last lines:\n" + "".join(server["lines"][-40:]))
+    assert code == 0, "".join(server["lines"][-40:])
     stopped = [line for line in server["lines"] if line.startswith("[serve] stopped")]
     assert stopped and "removed 2 leftover" in stopped[0], stopped

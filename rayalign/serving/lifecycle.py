@@ -10,10 +10,12 @@ application have mapped, shut down, then unlink those that are left.
 from __future__ import annotations
 
 import os
+import time
 
 import psutil
 from ray import serve
 
+from rayalign.console import say
 from rayalign.serving.app import build_app
 from rayalign.serving.settings import APP_NAME
 
@@ -41,11 +43,19 @@ def engine_shared_memory(name: str = APP_NAME) -> set[str]:
     return segments
 
 
-def stop(name: str = APP_NAME) -> list[str]:
+def stop(name: str = APP_NAME, timeout_s: float = 90.0) -> list[str]:
     """Delete the application (other applications on the cluster keep running) and remove its
-    engines' leftover segments; the paths removed."""
+    engines' leftover segments; the paths removed. The wait for the replicas to go is bounded
+    by `timeout_s`: an engine slow to shut down on a loaded machine does not hold Ctrl-C up
+    (a cluster started for the server ends with it anyway)."""
     segments = engine_shared_memory(name)
-    serve.delete(name)
+    serve.delete(name, _blocking=False)
+    deadline = time.monotonic() + timeout_s
+    while name in serve.status().applications:
+        if time.monotonic() > deadline:
+            say(f"[serve] {name} still shutting down after {timeout_s:.0f} s; not waiting for it")
+            break
+        time.sleep(0.5)
     removed = []
     for path in sorted(segments):
         try:
