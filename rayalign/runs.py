@@ -34,6 +34,19 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(staging, path)
 
 
+def read_log(path: Path) -> list[dict]:
+    """The rows of an append-only JSONL log (work saved as it finishes); a line cut short by a
+    kill is dropped, so its work is done again. No file: no rows."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
 class RunDir:
     def __init__(self, config: RunConfig, tensorboard: bool = True):
         self.path = config.run_dir

@@ -31,7 +31,7 @@ from rayalign.models.loading import load_tokenizer
 from rayalign.pipelines.chat_models import open_chat_model, start_workers
 from rayalign.pipelines.evaluate import EvalWorkers
 from rayalign.rewards.labeler import DEFAULT_RUBRIC, Ask, Example, label_pairs
-from rayalign.runs import RunDir, write_atomic
+from rayalign.runs import RunDir, read_log, write_atomic
 
 PARTIAL = "labels.partial.jsonl"
 ANSWERS = "answers.jsonl"
@@ -84,16 +84,8 @@ def policy_pairs(config: RunConfig, run: RunDir, workers: EvalWorkers, tokenizer
 def resume(path: Path, labeler: str, preamble: str) -> dict[int, dict]:
     """Rows of finished chunks by this labeler asked this way (a line cut short by an
     interruption is dropped; rows of another labeler or rubric are labelled again)."""
-    done = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if row.get("skipped") or (row.get("labeler") == labeler and row.get("rubric") == preamble):
-                done[row["index"]] = row
-    return done
+    return {row["index"]: row for row in read_log(path)
+            if row.get("skipped") or (row.get("labeler") == labeler and row.get("rubric") == preamble)}
 
 
 def run_label(config: RunConfig) -> dict:

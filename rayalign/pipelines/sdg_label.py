@@ -14,9 +14,7 @@ review, not as truth.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 from tqdm import tqdm
 
@@ -30,7 +28,7 @@ from rayalign.pipelines.chat_models import open_chat_model
 from rayalign.pipelines.rlaif_label import asking
 from rayalign.rewards.judge import completion_text, render_prompt
 from rayalign.rewards.labeler import label_pairs
-from rayalign.runs import RunDir, write_atomic
+from rayalign.runs import RunDir, read_log, write_atomic
 
 PARTIAL = "suggestions.partial.jsonl"
 
@@ -50,18 +48,6 @@ def read_todo(config: RunConfig) -> tuple[str, list[dict]]:
     return "preference", [{"id": f"u-{p.line}", "instruction": render_prompt(p.prompt), "a": completion_text(p.a),
                            "b": completion_text(p.b),
                            "origin": "user", "kind": "preference"} for p in pairs]
-
-
-def resume(path: Path) -> dict[str, dict]:
-    done = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill: its item is asked again
-            done[row["id"]] = row
-    return done
 
 
 def draft_answers(config: RunConfig, feedback, items: list[dict]) -> list[dict]:
@@ -97,7 +83,7 @@ def run_sdg_label(config: RunConfig) -> dict:
     run = RunDir(config, tensorboard=False)
     kind, items = read_todo(config)
     partial = run.path / PARTIAL
-    done = resume(partial)
+    done = {row["id"]: row for row in read_log(partial)}  # a rerun resumes
     todo = [item for item in items if item["id"] not in done]
     section = config.teacher if kind == "sft" else config.labeler
     say(f"[sdg] {len(items)} {'prompts' if kind == 'sft' else 'pairs'} to label ({len(done)} done already) "
