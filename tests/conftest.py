@@ -47,6 +47,16 @@ def trained_runs(encoded) -> list[list[int]]:
     return runs
 
 
+def send_json(handler, body: dict) -> None:
+    """A 200 JSON reply from an http.server handler (the scripted endpoints of the tests)."""
+    data = json.dumps(body).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def write_jsonl(path: Path, rows: list) -> str:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
     return str(path)

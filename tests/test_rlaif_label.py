@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import write_jsonl
+from conftest import send_json, write_jsonl
 from rayalign.cli import main
 
 
@@ -40,12 +40,7 @@ class Scripted(BaseHTTPRequestHandler):
         answer = {"choices": [{"message": {"role": "assistant", "content": content}, "logprobs": {"content": [
             {"token": content, "logprob": top[content],
              "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top.items()]}]}}]}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, answer)
 
     def log_message(self, *args):
         pass

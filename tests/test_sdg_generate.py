@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import write_jsonl
+from conftest import send_json, write_jsonl
 from rayalign.cli import main
 
 TASKS = [
@@ -64,12 +64,7 @@ class Teacher(BaseHTTPRequestHandler):
             text = ANSWERS.get(task.split(" (v")[0], f"Here is my answer about {task.split()[1]}, {how}")
         reply = {"choices": [{"message": {"role": "assistant", "content": text}, "logprobs": {"content": [
             {"token": text, "logprob": -0.1, "top_logprobs": [{"token": text, "logprob": -0.1}]}]}}]}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, reply)
 
     def log_message(self, *args):
         pass
