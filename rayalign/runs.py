@@ -1,6 +1,7 @@
 """The run folder `runs/<name>/`: config, metrics, atomic checkpoints, final model, report.
 
     runs/<name>/config.yaml         the resolved config of the run
+    runs/<name>/lineage.json        its parent runs, base model and data origins (rayalign/lineage)
     runs/<name>/metrics.jsonl       one JSON object per logged step
     runs/<name>/tensorboard/        the same metrics for TensorBoard
     runs/<name>/checkpoints/step-N/ complete checkpoints only (written under a temporary
@@ -56,6 +57,9 @@ class RunDir:
         for stale in self.checkpoints.glob(".tmp-*"):  # a checkpoint interrupted mid-write
             shutil.rmtree(stale, ignore_errors=True)
         write_atomic(self.path / "config.yaml", dump_config(config))
+        from rayalign.lineage.record import record_lineage  # warns, never raises: lineage never fails a run
+
+        record_lineage(config, self.path)
         self.keep_last = config.train.keep_last
         self._tensorboard = None
         if tensorboard:

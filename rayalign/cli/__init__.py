@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from rayalign import console
-from rayalign.cli import methods, review, sdg, tools
+from rayalign.cli import advise, lineage, methods, review, sdg, tools
 from rayalign.config import ConfigError
 
 
@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sdg.add_parser(commands, _add_run_arguments, VERBOSE_HELP)
     review.add_parser(commands)
+    advise.add_parser(commands)
+    lineage.add_parser(commands)
 
     report = commands.add_parser("report", help="write a run's report.html, or a comparison of several runs")
     report.add_argument("runs", nargs="+", metavar="RUN", help="run folders (runs/<name>)")

@@ -2,8 +2,9 @@
 
 What was trained on what, the headline figures, every held-out evaluation the run holds
 (before/after for RL, `rayalign eval` results, a prompting run's variants) beside the
-prompting baselines found in the same parent folder, sample answers side by side, and the
-training curves. Whatever the folder lacks is left out.
+prompting baselines found in the same parent folder, sample answers side by side, the
+training curves, and its lineage (rayalign/lineage) when it has a lineage.json. Whatever the
+folder lacks is left out.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rayalign.lineage import LINEAGE_FILE, build_tree
+from rayalign.lineage.text import summary_lines, tree_lines
 from rayalign.reporting.curves import training_curves
 from rayalign.reporting.html import write_page
 from rayalign.reporting.overview import describe, headline
@@ -41,7 +44,15 @@ def write_run_report(run_dir: str | Path, out: str | Path | None = None) -> Path
         name=run.name, summary=summary, folder=str(run.path), about=about, headline=headline(run.report),
         chosen_prompt=(run.prompt or {}).get("variant"), variants=_variants(run), blocks=blocks,
         baselines=bool(baselines), panels=[(panel.title, panel_image(panel)) for panel in panels], constants=constants,
-        notes=run.notes, written=time.strftime("%Y-%m-%d %H:%M"))
+        lineage=_lineage(run), notes=run.notes, written=time.strftime("%Y-%m-%d %H:%M"))
+
+
+def _lineage(run: RunFolder) -> dict | None:
+    """The lineage tree and the AI share of the training signal, as text (`rayalign lineage`)."""
+    if not (run.path / LINEAGE_FILE).is_file():
+        return None
+    tree = build_tree(run.path)
+    return {"summary": summary_lines(tree), "tree": "\n".join(tree_lines(tree))}
 
 
 def _variants(run: RunFolder) -> dict | None:
