@@ -9,13 +9,18 @@ rayalign/advisor/framework.py.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from rayalign.advisor.framework import QUESTION, QUESTIONS, Answer, Answers, Question, Recommendation, path, \
     next_question, recommend
 from rayalign.advisor.plans import Target
+from rayalign.advisor.thresholds import Thresholds
 from rayalign.config import ConfigError, dump_config, load_config
+from rayalign import console
 from rayalign.console import say
 
 
@@ -34,6 +39,22 @@ def add_parser(commands) -> None:
     advise.add_argument("--teacher", help="the existing model that generates or verifies the data")
     advise.add_argument("--labels", help="human-labelled preference pairs (RLHF's reward model)")
     advise.add_argument("--write", metavar="RECIPE.yaml", help="write the first step's recipe here, validated")
+    advise.add_argument("--run", action="store_true", help="then run the plan's steps, up to one that needs a "
+                        "person (the review of synthetic data)")
+    measured = advise.add_argument_group("measure", "answer the questions the flags leave open from measurements of "
+                                         "your case (each a real run under --out); thresholds: "
+                                         "rayalign/advisor/thresholds.py")
+    measured.add_argument("--measure", action="store_true", help="measure instead of asking (needs --model, --eval)")
+    measured.add_argument("--rewards", help="a YAML list of reward sources scoring the eval answers and judging the "
+                          "synthetic batch (default: the eval rows' own `check` rules)")
+    measured.add_argument("--verify", metavar="PKG.MODULE:FN", help="a check of a synthetic item (item -> True/False/"
+                          "None) for the generate measurement")
+    measured.add_argument("--samples", type=int, default=64, help="dev prompts, labelled pairs and synthetic "
+                          "requests per measurement (default 64)")
+    measured.add_argument("--out", default="runs/advise", help="where the measurement runs go (default runs/advise)")
+    measured.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, a local cluster)")
+    for flag, default in Thresholds.flags().items():
+        measured.add_argument(flag, type=type(default), default=default, help=f"(default {default:g})")
     advise.set_defaults(handler=advise_handler)
 
 
@@ -71,7 +92,8 @@ def render(recommendation: Recommendation, unused: list[str], config: str | None
         if step.answer.evidence:
             lines.append(f"     evidence: {step.answer.evidence}")
     if unused:
-        lines.append(f"  (not on this path, so not used: {', '.join(unused)})")
+        lines.append("  Not on this path, so not used:")
+        lines += [f"    {line}" for line in unused]
     lines += ["", "Run:", f"  {recommendation.plan[0].command(config)}"]
     if recommendation.next_commands:
         lines += ["Then:", *(f"  {command}" for command in recommendation.next_commands)]
@@ -80,14 +102,56 @@ def render(recommendation: Recommendation, unused: list[str], config: str | None
     return "\n".join(lines)
 
 
+def measured(args: argparse.Namespace, answers: Answers) -> Answers:
+    from rayalign.advisor.measure import Case, measure, require_inputs
+    from rayalign.cli.tools import _reward_list
+    from rayalign.config import RewardSourceConfig
+
+    if not args.model or not args.eval:
+        raise ConfigError("--measure needs --model (the model to tune) and --eval (held-out prompts of your task)")
+    rewards = tuple(RewardSourceConfig.model_validate(s) for s in _reward_list(args.rewards)) if args.rewards else ()
+    case = Case(args.model, args.eval, args.train, args.labels, rewards, args.teacher, args.verify, args.samples,
+                args.out, args.address)
+    require_inputs(case)
+    console.capture(Path(args.out) / "rayalign.log", verbose=args.verbose)   # the runs' chatter
+    limits = Thresholds(**{key: getattr(args, key) for key in Thresholds.__dataclass_fields__})
+    answers, figures = measure(case, answers, limits)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "evidence.json").write_text(json.dumps({
+        "answers": {key: None if answers.value(key) is None else asdict(getattr(answers, key)) for key in QUESTION},
+        "figures": figures, "thresholds": asdict(limits)}, indent=1) + "\n")
+    return answers
+
+
+def run_plan(recommendation: Recommendation, config: str | None) -> int:
+    """Each step with a recipe, in order, as its own command would; stops before one a person must do."""
+    from rayalign.cli import build_parser
+
+    for number, step in enumerate(recommendation.plan):
+        if step.recipe is None:
+            say(f"\n[advise] next is for a person: {step.command()}; the steps after it are printed above")
+            return 0
+        command = step.command(config if number == 0 else None)
+        say(f"\n[advise] running: {command}")
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        console.release()          # each step logs into its own run folder
+        code = args.handler(args)
+        if code:
+            return code
+    return 0
+
+
 def advise_handler(args: argparse.Namespace) -> int:
     answers = Answers(**{question.key: Answer(getattr(args, question.key)) for question in QUESTIONS
                          if getattr(args, question.key) is not None})
+    if args.measure:
+        answers = measured(args, answers)
     answers = complete(answers, interactive=sys.stdin.isatty())
     recommendation = recommend(answers, Target(args.model, args.train, args.eval, args.teacher, args.labels))
     walked = {question.key for question in path(answers)}
-    unused = [f"{QUESTION[key].flag} {answers.value(key)}" for key in QUESTION
-              if key not in walked and answers.value(key) is not None]
+    unused = [f"{QUESTION[key].flag} {answers.value(key)} ({getattr(answers, key).source})"
+              + (f": {getattr(answers, key).evidence}" if getattr(answers, key).evidence else "")
+              for key in QUESTION if key not in walked and answers.value(key) is not None]
     if args.write:
         config = load_config(recommendation.recipe, recommendation.overrides)
         header = f"# rayalign advise: {recommendation.method}\n# run: {recommendation.plan[0].command(args.write)}\n"
@@ -95,4 +159,4 @@ def advise_handler(args: argparse.Namespace) -> int:
     say(render(recommendation, unused, args.write))
     if args.write:
         say(f"\nWrote {args.write} (from the shipped {recommendation.recipe} recipe, validated)")
-    return 0
+    return run_plan(recommendation, args.write) if args.run else 0

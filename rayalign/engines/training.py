@@ -7,6 +7,7 @@ and runs it over micro-batches. The same code runs on gloo/CPU and nccl/GPU.
 from __future__ import annotations
 
 import contextlib
+import resource
 from typing import Any, Callable
 
 import torch
@@ -41,6 +42,13 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def _to_device(batch: dict, device) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def peak_memory_gib() -> float:
+    """This process's peak so far: allocated GPU memory on a GPU, else resident memory (RSS)."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # Linux: KiB
 
 
 def plain_stats(stats: dict) -> dict:
@@ -87,6 +95,7 @@ class TrainingEngine:
         norm = self.engine.get_global_grad_norm()
         totals["grad_norm"] = float(norm) if norm is not None else float("nan")
         totals["lr"] = self.scheduler.get_last_lr()[0]
+        totals["peak_memory_gib"] = peak_memory_gib()
         return totals
 
     @torch.no_grad()

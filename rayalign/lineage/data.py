@@ -63,7 +63,7 @@ def _file_origin(path: Path) -> tuple[str, str | None, str]:
     return "user data", None, "no provenance in the records, no card.json"
 
 
-def _hash_files(path: Path) -> str:
+def hash_files(path: Path) -> str:
     """sha256 over a folder's files (names and bytes, in sorted order), or a file's bytes."""
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -107,7 +107,7 @@ def summarise_dataset(role: str, path: str) -> dict:
     if resolved.is_file() and resolved.suffix in (".jsonl", ".json"):
         sha256, records, origins = _scan_jsonl(resolved)
     else:  # Parquet or a datasets folder: hashed, counted when cheap, origin from beside it
-        sha256, records, origins = _hash_files(resolved), _table_rows(resolved), []
+        sha256, records, origins = hash_files(resolved), _table_rows(resolved), []
     fallback = _file_origin(resolved)
     counts = Counter()
     by_model, reviewed = Counter(), 0
