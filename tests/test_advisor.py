@@ -131,7 +131,7 @@ def test_prompting_needs_only_the_first_answer_and_reports_unused_flags(monkeypa
     printed = capsys.readouterr().out
     assert "Recommended: prompting" in printed
     assert "rayalign prompt --config quickstart_prompt" in printed
-    assert "not used: --ai verify" in printed
+    assert "not used:\n    --ai verify (flag)" in printed
 
 
 def test_a_missing_flag_off_a_terminal_is_an_error_naming_it(monkeypatch):
