@@ -2,9 +2,10 @@
 
 Every question is answered from a real run: the prompting pipeline on held-out prompts, the survey
 of the training file, the memory estimate against this Ray cluster, a self-instruct round and the
-judge on labelled pairs. Then the evidence changes (an eval set of the one task type the base
-model already does well, writing a sentence that includes a given word) and so does the
-recommendation: prompting. The unchanged measurements are reused, not run again.
+judge on labelled pairs. Then the evidence changes (the one task type the base model already does
+well, writing a sentence that includes a given word) and, with the same target (0.7, so that one
+answer more or less of 21 does not flip it: the base model scored 0.81 there, 0.16 on the whole
+task), so does the recommendation: prompting. The unchanged measurement is reused.
 """
 
 from __future__ import annotations
@@ -27,20 +28,20 @@ def rows(name: str, keep=lambda fields: True, limit: int | None = None) -> list[
     return [row.fields for row in read_rows(f"shipped:{name}") if keep(row.fields)][:limit]
 
 
-def advise(tmp_path, capsys, eval_file, *extra) -> tuple[str, dict]:
+def advise(tmp_path, capfd, eval_file, train, *extra) -> tuple[str, dict]:
     labels = write_jsonl(tmp_path / "labels.jsonl", rows("quickstart_prefs_eval.jsonl", limit=16))
-    code = main(["advise", "--measure", "--model", "smollm2-135m-instruct", "--eval", eval_file,
-                 "--train", "shipped:quickstart_train.jsonl", "--labels", labels,
-                 "--verify", "rayalign.data.quickstart_verify:verify_item", "--samples", "16",
-                 "--out", str(tmp_path / "advise"), *extra])
-    out = capsys.readouterr().out
+    code = main(["advise", "--measure", "--model", "smollm2-135m-instruct", "--eval", eval_file, "--train", train,
+                 "--labels", labels, "--verify", "rayalign.data.quickstart_verify:verify_item", "--samples", "16",
+                 "--target", "0.7", "--out", str(tmp_path / "advise"), *extra])
+    out = capfd.readouterr().out
     assert code == 0, out
     return out, json.loads((tmp_path / "advise" / "evidence.json").read_text())
 
 
-def test_measured_answers_with_their_evidence_and_a_changed_eval_set_changes_the_method(tmp_path, capsys):
+def test_measured_answers_with_their_evidence_and_a_changed_eval_set_changes_the_method(tmp_path, capfd):
     eval_file = write_jsonl(tmp_path / "eval.jsonl", rows("quickstart_eval.jsonl", limit=32))
-    out, evidence = advise(tmp_path, capsys, eval_file, "--write", str(tmp_path / "recipe.yaml"))
+    out, evidence = advise(tmp_path, capfd, eval_file, "shipped:quickstart_train.jsonl",
+                           "--write", str(tmp_path / "recipe.yaml"))
     answers, figures = evidence["answers"], evidence["figures"]
     for key in QUESTIONS:
         assert answers[key]["source"] == "measured" and answers[key]["evidence"], key
@@ -63,12 +64,17 @@ def test_measured_answers_with_their_evidence_and_a_changed_eval_set_changes_the
     assert load_config(str(tmp_path / "recipe.yaml")).model.name_or_path == "smollm2-135m-instruct"
     assert written.startswith(f"# rayalign advise: {method}")
 
-    # an eval set the base model already passes: the same model, training file, labels and cluster
-    easy = write_jsonl(tmp_path / "easy.jsonl", rows("quickstart_eval.jsonl", lambda f: f["task"] == "include_word"))
-    out, evidence = advise(tmp_path, capsys, easy)
-    assert out.startswith("Recommended: prompting") or "\nRecommended: prompting" in out
+    # a task the base model already does (a sentence that includes a given word), with the same
+    # target: its training and eval rows of that type; the same model, labels and cluster
+    def easy(fields):
+        return fields["task"] == "include_word"
+
+    eval_file = write_jsonl(tmp_path / "easy_eval.jsonl", rows("quickstart_eval.jsonl", easy))
+    train = write_jsonl(tmp_path / "easy_train.jsonl", rows("quickstart_train.jsonl", easy))
+    out, evidence = advise(tmp_path, capfd, eval_file, train)
+    assert "\nRecommended: prompting" in "\n" + out
     assert evidence["answers"]["knows"]["value"] == "yes"
     assert evidence["figures"]["knows"]["held_out_prompts"] == 21
-    assert "generate: measured before with the same inputs" in out
-    assert "verify: measured before with the same inputs" in out
-    assert "knows: measured before" not in out
+    assert evidence["figures"]["data_easy"]["usable"] == 133
+    assert "verify: measured before with the same inputs" in out      # the labels did not change
+    assert "knows: measured before" not in out and "generate: measured before" not in out
