@@ -88,13 +88,16 @@ def test_lineage_json_records_parents_base_model_and_data(chain):
                               "unknown": 0, "reviewed": 4, "from": "records"}
     sdg = json.loads((chain.parent / "sdg" / "lineage.json").read_text())
     assert sdg["base_model"] is None and sdg["parents"] == [{"role": "teacher", "ref": SMOL, "kind": "built-in"}]
+    asks = json.loads((start_run("rlaif_label", "asks", "data.train=shipped:quickstart_train.jsonl")
+                       / "lineage.json").read_text())
+    assert [p["role"] for p in asks["parents"]] == ["policy", "labeler"]  # prompts: the policy answers them
 
 
 def test_the_chain_names_every_ancestor_and_every_datasets_origin(chain):
     tree = build_tree(chain)
     runs = runs_in(tree)
     assert set(runs) == {"rl", "sft", "sdg", "rm", "label"}
-    assert {p["role"]: p["ref"] for p in runs["label"]["parents"]} == {"policy": SMOL, "labeler": JUDGE}
+    assert {p["role"]: p["ref"] for p in runs["label"]["parents"]} == {"labeler": JUDGE}  # pairs: no policy asked
     assert runs["sdg"]["parents"][0]["ref"] == SMOL and runs["sft"]["base_model"] == SMOL
     seeds = dataset(runs["sdg"])["origin"]
     assert seeds["origins"] == {"shipped": 800} and seeds["human"] == 800 and "hand-made" in seeds["from"]

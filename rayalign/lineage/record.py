@@ -71,9 +71,21 @@ def reward_ref(source) -> dict:
     return {"role": "reward", "ref": f"{served}@{source.url}" if served else source.url, "kind": "remote", **about}
 
 
+def answers_with_policy(config) -> bool:
+    """rlaif_label asks its policy only when data.train holds prompts: pairs bring their answers."""
+    if config.method != "rlaif_label":
+        return True
+    from rayalign.data.ai_labels import read_pairs
+
+    try:
+        return read_pairs(config.data.train, config.seed) is None
+    except Exception:  # unreadable here: the run names the problem; keep the policy
+        return True
+
+
 def parents(config) -> list[dict]:
     found = []
-    if config.method in MODEL_METHODS or config.method in POLICY_METHODS:
+    if config.method in MODEL_METHODS or (config.method in POLICY_METHODS and answers_with_policy(config)):
         found.append(model_ref("start" if config.method in MODEL_METHODS else "policy", config.model.name_or_path))
     if config.method in CHAT_ROLES:
         role = CHAT_ROLES[config.method]
