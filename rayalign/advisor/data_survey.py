@@ -10,10 +10,8 @@ read whole by the usual reader.
 
 from __future__ import annotations
 
-import json
-
 from rayalign.data.formats import CONVERSATIONAL, LANGUAGE_MODELING, PROMPT_COMPLETION, validate
-from rayalign.data.readers import DataError, Row, read_rows, resolve_data_path
+from rayalign.data.readers import DataError, Row, jsonl_records, read_rows, resolve_data_path
 from rayalign.data.sdg_dedup import NearDuplicateFilter
 from rayalign.data.sdg_filters import words
 
@@ -26,21 +24,8 @@ def _read(path: str) -> tuple[list[Row], list[str]]:
     resolved = resolve_data_path(path)
     if resolved.suffix not in (".jsonl", ".json"):
         return read_rows(path), []
-    rows, errors = [], []
-    with open(resolved, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                fields = json.loads(text)
-            except json.JSONDecodeError as exc:
-                errors.append(f"{path}, line {number}: not valid JSON ({exc.msg})")
-                continue
-            if not isinstance(fields, dict):
-                errors.append(f"{path}, line {number}: expected a JSON object")
-                continue
-            rows.append(Row(path, number, fields))
-    return rows, errors
+    records = list(jsonl_records(resolved, path))
+    return [r for r in records if isinstance(r, Row)], [str(r) for r in records if isinstance(r, DataError)]
 
 
 def _flat(value) -> str:

@@ -7,6 +7,7 @@ so a validation error can say exactly which record is wrong.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +46,10 @@ def resolve_data_path(path: str) -> Path:
     return resolved
 
 
-def _jsonl(path: Path) -> list[Row]:
-    rows = []
+def jsonl_records(path: Path, source: str | None = None) -> Iterator[Row | DataError]:
+    """Each non-blank line of a JSONL file: a Row, or the DataError naming why it is not one.
+    `source` names the file in both (default: the path)."""
+    source = source or str(path)
     with open(path, encoding="utf-8") as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
@@ -54,10 +57,20 @@ def _jsonl(path: Path) -> list[Row]:
             try:
                 fields = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise DataError(str(path), number, None, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+                yield DataError(source, number, None, f"not valid JSON ({exc.msg} at column {exc.colno})")
+                continue
             if not isinstance(fields, dict):
-                raise DataError(str(path), number, None, f"expected a JSON object, got {type(fields).__name__}")
-            rows.append(Row(str(path), number, fields))
+                yield DataError(source, number, None, f"expected a JSON object, got {type(fields).__name__}")
+                continue
+            yield Row(source, number, fields)
+
+
+def _jsonl(path: Path) -> list[Row]:
+    rows = []
+    for record in jsonl_records(path):
+        if isinstance(record, DataError):
+            raise record
+        rows.append(record)
     return rows
 
 
