@@ -50,7 +50,7 @@ def read_log(path: Path) -> list[dict]:
 
 class RunDir:
     def __init__(self, config: RunConfig, tensorboard: bool = True):
-        self.path = config.run_dir
+        self.path = config.run_dir.absolute()   # workers may run elsewhere (another cwd, another node)
         self.checkpoints = self.path / "checkpoints"
         self.final = self.path / "final"
         self.checkpoints.mkdir(parents=True, exist_ok=True)

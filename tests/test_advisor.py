@@ -175,3 +175,21 @@ def test_answers_are_checked_and_the_walk_stops_at_the_first_open_question():
     assert next_question(Answers(Answer("yes"))) is None
     with pytest.raises(ValueError, match="--ai is not answered"):
         recommend(Answers(Answer("no"), Answer("no"), Answer("high")))
+
+
+def test_run_carries_out_the_plan(ray_cluster, tiny_model, tmp_path, monkeypatch, capfd):
+    """`--run`: the recommended recipe runs as its own command would, in runs/ under the working folder."""
+    from conftest import write_jsonl
+    from rayalign.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    chat = [{"role": "user", "content": "What is 3 + 4? Answer with just the number."},
+            {"role": "assistant", "content": "7"}]
+    demos = write_jsonl(tmp_path / "demos.jsonl", [{"messages": chat}] * 8)
+    assert main(["advise", "--knows", "no", "--data-easy", "yes", "--compute", "low", "--model", tiny_model,
+                 "--train", demos, "--eval", demos, "--run"]) == 0
+    assert "[advise] running: rayalign sft --config quickstart" in capfd.readouterr().out
+    run = tmp_path / "runs" / "quickstart" / "sft"
+    assert (run / "final" / "adapter_config.json").is_file()
+    assert load_config(str(run / "config.yaml")).data.train == demos
