@@ -34,23 +34,28 @@ def describe_origin(entry: dict) -> str:
     return text if origin["from"] == "records" else f"{text}; {origin['from']}"
 
 
-def _run_lines(node: dict, depth: int) -> list[str]:
+def _run_lines(node: dict, depth: int, shown: set) -> list[str]:
+    """A run and its ancestry; a run met again (an SFT run both policy and reward model started
+    from) is one line pointing up."""
     pad = INDENT * depth
     if node["kind"] == "missing":
         return [f"{pad}MISSING {node['folder']}: {node['note']}"]
     lines = [f"{pad}{node['name']} ({node['method']})  {node['folder']}"]
+    if node["folder"] in shown:
+        return [lines[0] + "  (shown above)"]
+    shown.add(node["folder"])
     if node.get("note"):
         lines.append(f"{pad}{INDENT}note: {node['note']}")
     if node["signal"] is not None:
         lines.append(f"{pad}{INDENT}training signal of this run: {describe_split(node['signal'])}")
     for parent in node["parents"]:
-        lines += _parent_lines(parent, depth + 1)
+        lines += _parent_lines(parent, depth + 1, shown)
     for dataset in node["datasets"]:
-        lines += _dataset_lines(dataset, depth + 1)
+        lines += _dataset_lines(dataset, depth + 1, shown)
     return lines
 
 
-def _parent_lines(parent: dict, depth: int) -> list[str]:
+def _parent_lines(parent: dict, depth: int, shown: set) -> list[str]:
     pad, role = INDENT * depth, parent["role"]
     if parent.get("type"):
         named = parent["type"] if parent["label"] == parent["type"] else f"{parent['type']} {parent['label']}"
@@ -58,11 +63,11 @@ def _parent_lines(parent: dict, depth: int) -> list[str]:
     kind = {"missing": "NOT FOUND"}.get(parent["kind"], parent["kind"])
     lines = [f"{pad}{role}: {parent['ref']} [{kind}]"]
     if "tree" in parent:
-        lines += _run_lines(parent["tree"], depth + 1)
+        lines += _run_lines(parent["tree"], depth + 1, shown)
     return lines
 
 
-def _dataset_lines(dataset: dict, depth: int) -> list[str]:
+def _dataset_lines(dataset: dict, depth: int, shown: set) -> list[str]:
     pad = INDENT * depth
     if dataset.get("missing"):
         return [f"{pad}{dataset['role']}: {dataset['path']} [NOT FOUND]"]
@@ -70,12 +75,12 @@ def _dataset_lines(dataset: dict, depth: int) -> list[str]:
     lines = [f"{pad}{dataset['role']}: {dataset['path']}  {size}, sha256 {dataset['sha256'][:12]}",
              f"{pad}{INDENT}origin: {describe_origin(dataset)}; {describe_split(dataset['split'])}"]
     if "tree" in dataset:
-        lines += [f"{pad}{INDENT}written by:"] + _run_lines(dataset["tree"], depth + 2)
+        lines += [f"{pad}{INDENT}written by:"] + _run_lines(dataset["tree"], depth + 2, shown)
     return lines
 
 
 def tree_lines(tree: dict) -> list[str]:
-    return _run_lines(tree, 0)
+    return _run_lines(tree, 0, set())
 
 
 def summary_lines(tree: dict) -> list[str]:
