@@ -18,8 +18,10 @@ of them trained with AdamW:
 Full fine-tuning trains every weight (T = P); LoRA trains r*(d_in + d_out) per adapted matrix
 and keeps the base frozen (no gradients or optimizer state for it). On a CPU cluster every
 worker of a node shares the node's memory, so a node's need is the sum over its workers.
-PROCESS_CPU and the whole estimate are checked against the peak memory a real run reports
-(`peak_memory_gib` in its metrics; see bench/memory_estimate.py).
+Checked against the peak memory real runs report (`peak_memory_gib` in their metrics;
+bench/memory_estimate.py): SmolLM2 full fine-tuning on 2 CPU workers, 3.94 GiB estimated per
+worker against 3.75 measured; LoRA, 3.21 against 1.77, because the activations are taken at
+data.max_length and the quickstart's sequences are far shorter. An upper bound, then.
 """
 
 from __future__ import annotations
