@@ -115,10 +115,10 @@ def measure_compute(case: Case) -> dict:
     full, lora = load_config("sft_full", [f"model.name_or_path={case.model}"]), load_config("quickstart")
     connect(case.address)
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    if gpus:
+    memory = ray.get(ray.remote(num_gpus=1)(_gpu_memory).remote()) if gpus else None
+    if memory is not None:
         device, devices, workers = "GPU", gpus, gpus
-        memory = ray.get(ray.remote(num_gpus=1)(_gpu_memory).remote())
-    else:
+    else:   # no GPUs, or GPUs Ray was told of that torch cannot see: the nodes' memory holds the run
         nodes = [node for node in ray.nodes() if node["Alive"]]
         device, devices, workers = "node", len(nodes), full.placement.num_workers
         memory = min(node["Resources"].get("memory", 0) for node in nodes)
@@ -133,10 +133,11 @@ def measure_compute(case: Case) -> dict:
             "workers": workers, "estimate_gib": {k: v / GiB for k, v in sizes.items() if isinstance(v, float)}}
 
 
-def _gpu_memory() -> int:
+def _gpu_memory() -> int | None:
+    """The memory of the GPU Ray gave this task, or None when torch sees no GPU there."""
     import torch
 
-    return torch.cuda.get_device_properties(0).total_memory
+    return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
 
 
 def measure_generate(case: Case) -> dict:
