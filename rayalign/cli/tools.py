@@ -112,7 +112,7 @@ def serve(args) -> int:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        pass
+        say("[serve] Ctrl-C: stopping the application and the engines")
     except RuntimeError as exc:  # a deployment failed to start: Serve's message names it
         print(f"rayalign: serving failed: {exc}", file=sys.stderr)
         status = 1
