@@ -19,8 +19,8 @@ from rayalign.advisor.framework import QUESTION, QUESTIONS, Answer, Answers, Que
     next_question, recommend
 from rayalign.advisor.plans import Target
 from rayalign.advisor.thresholds import Thresholds
-from rayalign.config import ConfigError, dump_config, load_config
 from rayalign import console
+from rayalign.config import ConfigError, dump_config, load_config
 from rayalign.console import say
 
 
@@ -104,12 +104,11 @@ def render(recommendation: Recommendation, unused: list[str], config: str | None
 
 def measured(args: argparse.Namespace, answers: Answers) -> Answers:
     from rayalign.advisor.measure import Case, measure, require_inputs
-    from rayalign.cli.tools import _reward_list
-    from rayalign.config import RewardSourceConfig
+    from rayalign.cli.tools import reward_sources
 
     if not args.model or not args.eval:
         raise ConfigError("--measure needs --model (the model to tune) and --eval (held-out prompts of your task)")
-    rewards = tuple(RewardSourceConfig.model_validate(s) for s in _reward_list(args.rewards)) if args.rewards else ()
+    rewards = tuple(reward_sources(args.rewards)) if args.rewards else ()
     case = Case(args.model, args.eval, args.train, args.labels, rewards, args.teacher, args.verify, args.samples,
                 args.out, args.address)
     require_inputs(case)

@@ -27,13 +27,11 @@ def quickstart(args) -> int:
 def eval(args) -> int:
     import json
 
-    from rayalign.config import RewardSourceConfig, RolloutConfig
+    from rayalign.config import RolloutConfig
     from rayalign.evaluation.evaluate import Sampling
     from rayalign.pipelines.evaluate import EvalRequest, run_eval
 
-    rewards = None
-    if args.rewards:
-        rewards = [RewardSourceConfig.model_validate(source) for source in _reward_list(args.rewards)]
+    rewards = reward_sources(args.rewards) if args.rewards else None
     rollout = RolloutConfig(engine=args.engine, num_workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                             max_model_len=args.max_model_len)
     request = EvalRequest(args.model, args.data, rewards, args.prompt,
@@ -67,11 +65,11 @@ def _eval_log(args):
     return Path(folder) / "rayalign.log" if folder else Path(tempfile.gettempdir()) / "rayalign-eval.log"
 
 
-def _reward_list(path: str) -> list[dict]:
-    """A YAML file holding a list of reward sources (or a mapping with `rewards:`)."""
+def reward_sources(path: str) -> list:
+    """The RewardSourceConfigs of a YAML file holding a list of them (or a mapping with `rewards:`)."""
     import yaml
 
-    from rayalign.config import ConfigError
+    from rayalign.config import ConfigError, RewardSourceConfig
 
     try:
         loaded = yaml.safe_load(open(path))
@@ -80,7 +78,7 @@ def _reward_list(path: str) -> list[dict]:
     sources = loaded.get("rewards") if isinstance(loaded, dict) else loaded
     if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
         raise ConfigError(f"--rewards {path}: expected a list of reward sources (type, path/url, weight, ...)")
-    return sources
+    return [RewardSourceConfig.model_validate(source) for source in sources]
 
 
 def report(args) -> int:
