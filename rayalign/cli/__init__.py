@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from rayalign import console
-from rayalign.cli import advise, lineage, methods, review, sdg, tools
+from rayalign.cli import advise, jobs, lineage, methods, review, sdg, tools
 from rayalign.config import ConfigError
 
 
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_parser(commands)
     advise.add_parser(commands)
     lineage.add_parser(commands)
+    jobs.add_parsers(commands)
 
     report = commands.add_parser("report", help="write a run's report.html, or a comparison of several runs")
     report.add_argument("runs", nargs="+", metavar="RUN", help="run folders (runs/<name>)")
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from rayalign.data.readers import DataError
+    from rayalign.jobs.client import JobError
     from rayalign.rewards.values import RewardError
     from rayalign.workers.cluster import ray_session
     from rayalign.workers.group import WorkerError
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ray_session():  # ended before the terminal is given back: its last worker lines go to the log
             return args.handler(args)
-    except (ConfigError, DataError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, FileNotFoundError, JobError) as exc:  # JobError: no job server, token, job
         return console.fail(f"rayalign: error: {exc}", 2)
     except WorkerError as exc:
         return console.fail(f"rayalign: worker failed: {exc}", 1)

@@ -1,0 +1,104 @@
+"""A real `ray start --head` for tests: loopback only, token auth on, every port chosen free,
+its own temp folder; stopped by the PIDs it started, never by a machine-wide `ray stop`
+(the test session's own cluster, and anyone else's, keep running)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+PORT_FLAGS = ("--port", "--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port",
+              "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port",
+              "--node-manager-port", "--object-manager-port")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Head:
+    folder: Path                  # temp dir (short: Ray's socket paths must stay under 108 bytes)
+    ports: dict
+    env: dict                     # what a client on this machine needs: the token, the job server
+    extra_env: dict = field(default_factory=dict)
+
+    @property
+    def gcs(self) -> str:
+        return f"127.0.0.1:{self.ports['--port']}"
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.ports['--dashboard-port']}"
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process of this head: those naming its folder, and all their descendants."""
+        mine = set()
+        for proc in psutil.process_iter(["cmdline"]):
+            try:
+                if any(str(self.folder) in arg for arg in proc.info["cmdline"] or []):
+                    mine.add(proc)
+                    mine.update(proc.children(recursive=True))
+            except psutil.Error:
+                continue
+        return list(mine)
+
+
+def start_head(num_cpus: int = 2, extra_env: dict | None = None, extra_flags: list[str] = ()) -> Head:
+    """A head that listens on 127.0.0.1 only, with token auth on (a fresh token in its folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))
+    token = folder / "token"
+    token.write_text(secrets.token_hex(16))
+    ports = {flag: free_port() for flag in PORT_FLAGS}
+    workers = free_port()  # a range of 200 ports from here for the workers
+    base = {key: value for key, value in os.environ.items() if not key.startswith("RAY_ADDRESS")}
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    env = {**base, **auth, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **(extra_env or {}),
+           # the jobs' `python` is the first on the PATH of the shell that ran `ray start`
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", "")])}
+    command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1",
+               "--dashboard-host", "127.0.0.1", "--temp-dir", str(folder / "ray"), "--num-cpus", str(num_cpus),
+               "--disable-usage-stats", "--min-worker-port", str(workers), "--max-worker-port", str(workers + 200),
+               *[part for flag, port in ports.items() for part in (flag, str(port))], *extra_flags]
+    started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    head = Head(folder, ports, {**base, **auth, "RAY_ADDRESS": f"http://127.0.0.1:{ports['--dashboard-port']}"},
+                extra_env or {})
+    if started.returncode != 0:
+        stop_head(head)
+        raise RuntimeError(f"ray start failed:\n{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
+    return head
+
+
+def stop_head(head: Head, timeout_s: float = 5) -> None:
+    """SIGTERM every process of the head, SIGKILL what is left after `timeout_s`."""
+    procs = head.processes()
+    for signal_them in ("terminate", "kill"):
+        for proc in procs:
+            try:
+                getattr(proc, signal_them)()
+            except psutil.Error:
+                pass
+        deadline = time.time() + timeout_s
+        while (procs := [p for p in procs if _running(p)]) and time.time() < deadline:
+            time.sleep(0.2)
+    shutil.rmtree(head.folder, ignore_errors=True)
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie (a daemon whose parent exited may never be reaped here)."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
