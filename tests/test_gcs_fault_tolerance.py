@@ -206,26 +206,29 @@ class Cluster:
 
     # -- clean up --------------------------------------------------------------------------------
     def stop(self) -> None:
-        segments = set()
+        pids = {proc.pid for proc in self.head_processes()}
+        segments = self.engine_segments()
         if self.serve is not None and self.serve.poll() is None:
-            segments = self.engine_segments()
             self.serve.send_signal(signal.SIGINT)  # Ctrl-C: the app is deleted, the engines' segments removed
             try:
                 self.serve.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 os.killpg(self.serve.pid, signal.SIGKILL)
                 self.serve.wait(10)
-        for proc in self.head_processes():
+        left = self.head_processes()
+        for proc in left:
             try:
                 proc.kill()
             except psutil.Error:
                 continue
-        psutil.wait_procs(self.head_processes(), timeout=10)
+        psutil.wait_procs(left, timeout=10)
         for process in (self.restarted_gcs, self.redis):
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait(10)
-        for path in segments:  # left behind if Ctrl-C did not get to remove them
+        # Left behind if Ctrl-C did not get to remove them; and the 32-byte semaphore each vLLM
+        # engine's helper process leaves in /dev/shm (sem.loky-<pid>-*) even when stopped cleanly.
+        for path in [*segments, *(str(p) for pid in pids for p in Path("/dev/shm").glob(f"sem.loky-{pid}-*"))]:
             Path(path).unlink(missing_ok=True)
 
     def engine_segments(self) -> set[str]:
