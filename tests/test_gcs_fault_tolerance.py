@@ -6,8 +6,9 @@ tables there (`RAY_REDIS_ADDRESS` + `ray start --head --redis-password`, every l
 127.0.0.1, token auth on), and `rayalign serve` on the shipped SmolLM2. A paced loop of short chat
 completions (each with a client timeout, so a dropped request is an error, never a hang) runs
 while the `gcs_server` process is SIGKILLed and, after an outage of a few seconds, started again
-with its own command line (what a restarted head container does on KubeRay; a bare `ray start`
-head restarts nothing by itself). It checks that the restarted GCS recovered the cluster from
+with its own command line (a bare `ray start` head restarts nothing by itself; KubeRay restarts
+the whole head container, raylet and what runs on the head included, so there serving rests on
+replicas on worker nodes; here the one node is the head and only its GCS restarts). It checks that the restarted GCS recovered the cluster from
 Redis (a KV entry written before the kill, the same named actors) and that Serve was not
 redeployed (same replica processes), and prints the figures as one JSON line:
 
