@@ -8,9 +8,10 @@ completions (each with a client timeout, so a dropped request is an error, never
 while the `gcs_server` process is SIGKILLed and, after an outage of a few seconds, started again
 with its own command line (a bare `ray start` head restarts nothing by itself; KubeRay restarts
 the whole head container, raylet and what runs on the head included, so there serving rests on
-replicas on worker nodes; here the one node is the head and only its GCS restarts). It checks that the restarted GCS recovered the cluster from
-Redis (a KV entry written before the kill, the same named actors) and that Serve was not
-redeployed (same replica processes), and prints the figures as one JSON line:
+replicas on worker nodes; here the one node is the head and only its GCS restarts). It checks
+that the restarted GCS recovered the cluster from Redis (a KV entry written before the kill, the
+same named actors) and that Serve was not redeployed (same replica processes), and prints the
+figures as one JSON line:
 
     python -m pytest tests/test_gcs_fault_tolerance.py -s
 
