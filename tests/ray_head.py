@@ -7,33 +7,27 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from test_serve_app import free_port
 
 PORT_FLAGS = ("--port", "--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port",
               "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port",
               "--node-manager-port", "--object-manager-port")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class Head:
     folder: Path                  # temp dir (short: Ray's socket paths must stay under 108 bytes)
     ports: dict
-    env: dict                     # what a client on this machine needs: the token, the job server
-    extra_env: dict = field(default_factory=dict)
+    env: dict                     # what a client on this machine needs: the token
 
     @property
     def gcs(self) -> str:
@@ -43,12 +37,18 @@ class Head:
     def dashboard(self) -> str:
         return f"http://127.0.0.1:{self.ports['--dashboard-port']}"
 
+    @property
+    def client_env(self) -> dict:
+        """A job client's environment: the token, and the job server as RAY_ADDRESS."""
+        return {**self.env, "RAY_ADDRESS": self.dashboard}
+
     def processes(self) -> list[psutil.Process]:
-        """Every process of this head: those naming its folder, and all their descendants."""
+        """Every process of this head: those naming its folder or its GCS address, and all their
+        descendants (workers, agents, Serve replicas and their engines)."""
         mine = set()
         for proc in psutil.process_iter(["cmdline"]):
             try:
-                if any(str(self.folder) in arg for arg in proc.info["cmdline"] or []):
+                if any(str(self.folder) in arg or arg.endswith(self.gcs) for arg in proc.info["cmdline"] or []):
                     mine.add(proc)
                     mine.update(proc.children(recursive=True))
             except psutil.Error:
@@ -61,8 +61,13 @@ def start_head(num_cpus: int = 2, extra_env: dict | None = None, extra_flags: li
     folder = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))
     token = folder / "token"
     token.write_text(secrets.token_hex(16))
-    ports = {flag: free_port() for flag in PORT_FLAGS}
-    workers = free_port()  # a range of 200 ports from here for the workers
+    workers = free_port()  # a range of 200 ports from here for the workers; the others outside it
+    ports: dict[str, int] = {}
+    for flag in PORT_FLAGS:
+        port = free_port()
+        while workers <= port <= workers + 200 or port in ports.values():
+            port = free_port()
+        ports[flag] = port
     base = {key: value for key, value in os.environ.items() if not key.startswith("RAY_ADDRESS")}
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env = {**base, **auth, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **(extra_env or {}),
@@ -73,16 +78,16 @@ def start_head(num_cpus: int = 2, extra_env: dict | None = None, extra_flags: li
                "--disable-usage-stats", "--min-worker-port", str(workers), "--max-worker-port", str(workers + 200),
                *[part for flag, port in ports.items() for part in (flag, str(port))], *extra_flags]
     started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    head = Head(folder, ports, {**base, **auth, "RAY_ADDRESS": f"http://127.0.0.1:{ports['--dashboard-port']}"},
-                extra_env or {})
+    head = Head(folder, ports, {**base, **auth})
     if started.returncode != 0:
         stop_head(head)
         raise RuntimeError(f"ray start failed:\n{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
     return head
 
 
-def stop_head(head: Head, timeout_s: float = 5) -> None:
-    """SIGTERM every process of the head, SIGKILL what is left after `timeout_s`."""
+def stop_head(head: Head, timeout_s: float = 5, keep_logs: bool = False) -> None:
+    """SIGTERM every process of the head, SIGKILL what is left after `timeout_s`; its folder is
+    removed unless `keep_logs` (a failed test's Ray logs)."""
     procs = head.processes()
     for signal_them in ("terminate", "kill"):
         for proc in procs:
@@ -93,7 +98,10 @@ def stop_head(head: Head, timeout_s: float = 5) -> None:
         deadline = time.time() + timeout_s
         while (procs := [p for p in procs if _running(p)]) and time.time() < deadline:
             time.sleep(0.2)
-    shutil.rmtree(head.folder, ignore_errors=True)
+    if keep_logs:
+        print(f"Ray's logs of this head are kept in {head.folder}/ray/session_latest/logs")
+    else:
+        shutil.rmtree(head.folder, ignore_errors=True)
 
 
 def _running(proc: psutil.Process) -> bool:

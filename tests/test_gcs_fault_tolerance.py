@@ -37,6 +37,7 @@ import httpx
 import psutil
 import pytest
 
+from ray_head import Head, start_head, stop_head
 from test_serve_app import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -88,24 +89,31 @@ class Cluster:
 
     def __init__(self, base: Path):
         self.base = base
-        self.redis_port, self.gcs_port, self.http_port = free_port(), free_port(), free_port()
+        self.redis_port, self.http_port = free_port(), free_port()
         self.password = secrets.token_hex(16)
-        self.address = f"127.0.0.1:{self.gcs_port}"
-        token = base / "auth_token"
-        token.write_text(secrets.token_hex(32))
         # Everything Ray here inherits this: head processes, workers (replicas), drivers.
-        self.env = {**os.environ,
-                    "RAY_REDIS_ADDRESS": f"127.0.0.1:{self.redis_port}",
-                    "RAY_external_storage_namespace": NAMESPACE,
-                    "RAY_gcs_rpc_server_reconnect_timeout_s": "60",  # how long raylet and workers wait for a GCS
-                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-                    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # every Ray listener on 127.0.0.1
-                    "RAYALIGN_API_KEYS": KEY,
-                    "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+        self.extra_env = {"RAY_REDIS_ADDRESS": f"127.0.0.1:{self.redis_port}",
+                          "RAY_external_storage_namespace": NAMESPACE,
+                          "RAY_gcs_rpc_server_reconnect_timeout_s": "60",  # how long raylet and workers wait
+                          "RAYALIGN_API_KEYS": KEY,
+                          "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+        self.head: Head | None = None
         self.redis: subprocess.Popen | None = None
         self.serve: subprocess.Popen | None = None
         self.restarted_gcs: subprocess.Popen | None = None
         self.lines: list[str] = []
+
+    @property
+    def env(self) -> dict:
+        return {**self.head.env, **self.extra_env}
+
+    @property
+    def address(self) -> str:
+        return self.head.gcs
+
+    @property
+    def gcs_port(self) -> int:
+        return self.head.ports["--port"]
 
     # -- start ---------------------------------------------------------------------------------
     def start_redis(self) -> None:
@@ -117,16 +125,10 @@ class Cluster:
         assert wait_for_port(self.redis_port, 20), (self.base / "redis.log").read_text()
 
     def start_head(self) -> None:
-        ports = {flag: free_port() for flag in ("--ray-client-server-port", "--dashboard-port",
-                                                "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
-                                                "--runtime-env-agent-port", "--metrics-export-port")}
-        command = ["ray", "start", "--head", "--port", str(self.gcs_port), "--node-ip-address", "127.0.0.1",
-                   "--temp-dir", str(self.base / "ray"), "--redis-password", self.password,
-                   "--include-dashboard", "false", "--num-cpus", "2", "--object-store-memory", str(500 * 2**20),
-                   "--disable-usage-stats", *[str(x) for pair in ports.items() for x in pair]]
-        started = subprocess.run(command, env={**self.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
-                                 capture_output=True, text=True, timeout=120, cwd=ROOT)
-        assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+        """Its GCS tables in Redis; no dashboard (not needed here), a small object store."""
+        self.head = start_head(extra_env=self.extra_env, extra_flags=[
+            "--redis-password", self.password, "--include-dashboard", "false",
+            "--object-store-memory", str(500 * 2**20)])
 
     def start_serve(self) -> None:
         command = [sys.executable, "-m", "rayalign.cli", "serve", "--address", self.address,
@@ -141,29 +143,14 @@ class Cluster:
             time.sleep(1)
 
     # -- look --------------------------------------------------------------------------------------
-    def head_processes(self) -> list[psutil.Process]:
-        """The processes of this head: those naming its temp dir or GCS address on their command
-        line (GCS, raylet, monitor, client server...) and everything they started (workers,
-        agents, Serve replicas and their engines)."""
-        found: dict[int, psutil.Process] = {}
-        for proc in psutil.process_iter(["cmdline"]):
-            cmdline = " ".join(proc.info["cmdline"] or [])
-            if str(self.base / "ray") in cmdline or f"127.0.0.1:{self.gcs_port} " in cmdline + " ":
-                found[proc.pid] = proc
-                try:
-                    found.update({child.pid: child for child in proc.children(recursive=True)})
-                except psutil.Error:
-                    continue
-        return list(found.values())
-
     def gcs_process(self) -> psutil.Process:
-        [gcs] = [p for p in self.head_processes() if p.name() == "gcs_server"]
+        [gcs] = [p for p in self.head.processes() if p.name() == "gcs_server"]
         return gcs
 
     def replica_pids(self) -> dict[str, int]:
         """Serve replica processes of this head, by their title (deployment and replica id)."""
         replicas = {}
-        for proc in self.head_processes():
+        for proc in self.head.processes():
             try:
                 title = proc.cmdline()[0] if proc.cmdline() else ""
             except psutil.Error:
@@ -207,8 +194,10 @@ class Cluster:
                                               stderr=subprocess.DEVNULL, start_new_session=True)
 
     # -- clean up --------------------------------------------------------------------------------
-    def stop(self) -> None:
-        pids = {proc.pid for proc in self.head_processes()}
+    def stop(self, keep_logs: bool) -> None:
+        if self.head is None:
+            return self._stop_redis()
+        pids = {proc.pid for proc in self.head.processes()}
         segments = self.engine_segments()
         if self.serve is not None and self.serve.poll() is None:
             self.serve.send_signal(signal.SIGINT)  # Ctrl-C: the app is deleted, the engines' segments removed
@@ -217,26 +206,24 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 os.killpg(self.serve.pid, signal.SIGKILL)
                 self.serve.wait(10)
-        left = self.head_processes()
-        for proc in left:
-            try:
-                proc.kill()
-            except psutil.Error:
-                continue
-        psutil.wait_procs(left, timeout=10)
-        for process in (self.restarted_gcs, self.redis):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait(10)
+        stop_head(self.head, keep_logs=keep_logs)
+        if self.restarted_gcs is not None:
+            self.restarted_gcs.wait(10)
+        self._stop_redis()
         # Left behind if Ctrl-C did not get to remove them; and the 32-byte semaphore each vLLM
         # engine's helper process leaves in /dev/shm (sem.loky-<pid>-*) even when stopped cleanly.
         for path in [*segments, *(str(p) for pid in pids for p in Path("/dev/shm").glob(f"sem.loky-{pid}-*"))]:
             Path(path).unlink(missing_ok=True)
 
+    def _stop_redis(self) -> None:
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.kill()
+            self.redis.wait(10)
+
     def engine_segments(self) -> set[str]:
         """The vLLM shared-memory segments mapped by this head's processes."""
         segments = set()
-        for proc in self.head_processes():
+        for proc in self.head.processes():
             try:
                 segments.update(m.path for m in proc.memory_maps() if m.path.startswith("/dev/shm/psm_"))
             except psutil.Error:
@@ -285,7 +272,7 @@ def figures(results: list[dict], killed: float, restarted: float, gcs_back: floa
 
 
 def test_serving_survives_a_gcs_kill_and_restart_from_redis():
-    base = Path(tempfile.mkdtemp(prefix="rgcs", dir="/tmp"))  # short: Ray's socket paths must stay < 108 bytes
+    base = Path(tempfile.mkdtemp(prefix="rgcs", dir="/tmp"))  # Redis's folder, the serve process's runs folder
     cluster = Cluster(base)
     started, passed = time.monotonic(), False
     try:
@@ -340,8 +327,5 @@ def test_serving_survives_a_gcs_kill_and_restart_from_redis():
         print(f"GCS fault tolerance test: {time.monotonic() - started:.0f} s in all")
         passed = True
     finally:
-        cluster.stop()
-        if passed:
-            shutil.rmtree(base, ignore_errors=True)
-        else:
-            print(f"Ray's logs of this test are kept in {base}/ray/session_latest/logs")
+        cluster.stop(keep_logs=not passed)
+        shutil.rmtree(base, ignore_errors=True)

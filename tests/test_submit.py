@@ -38,7 +38,7 @@ def workspace(tmp_path_factory, tiny_model):
 
 
 def rayalign(head, workspace, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "rayalign.cli", *args], cwd=workspace, env=head.env,
+    return subprocess.run([sys.executable, "-m", "rayalign.cli", *args], cwd=workspace, env=head.client_env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -85,7 +85,7 @@ def test_a_job_on_bad_data_fails_shows_the_error_and_exits_with_its_code(head, w
 def test_a_client_without_the_token_is_refused(head, workspace, tmp_path):
     wrong = tmp_path / "token"
     wrong.write_text("not-the-token")
-    env = {**head.env, "RAY_AUTH_TOKEN_PATH": str(wrong)}
+    env = {**head.client_env, "RAY_AUTH_TOKEN_PATH": str(wrong)}
     refused = subprocess.run([sys.executable, "-m", "rayalign.cli", "jobs", "list"], cwd=workspace, env=env,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
