@@ -85,6 +85,8 @@ def test_multi_formula():
     assert score(multi("0.5 * exact + 0.5 * sim"), [REF, HYP], rows) == [1.0, pytest.approx(5 / 12)]
     assert score(multi("max(exact, sqrt(sim)) - -1 + floor(2.7) ** 2 / abs(-4)"), [HYP], rows[:1]) == \
         [pytest.approx((5 / 6) ** 0.5 + 1 + 1)]
+    single = {"type": "multi", "name": "m", "calculate_output": "1 - exact", "graders": {**check("eq"), "name": "exact"}}
+    assert score(single, ["x", "y"], [{"answer": "x"}] * 2) == [0.0, 1.0]
     with pytest.raises(RewardError, match="calculate_output failed"):
         score(multi("sim / exact"), [HYP], rows[:1])
 
@@ -105,6 +107,11 @@ def test_refusals_and_error_paths():
         source({"type": "label_model", "name": "l"})
     with pytest.raises(ValidationError, match=r"grader\.multi\.graders\.exact\.string_check\.operation"):
         source({**multi("exact"), "graders": {"exact": check("gt")}})
+    with pytest.raises(ValidationError, match=r"score_model\.sampling_params\.max_tokens"):
+        source({"type": "score_model", "name": "j", "model": "m", "sampling_params": {"max_tokens": 5},
+                "input": [{"role": "user", "content": "{{ sample.output_text }}"}]}, url="http://127.0.0.1:9")
+    with pytest.raises(ValidationError, match="does not match any of the expected tags"):
+        source({"type": "contains", "name": "c"})
     with pytest.raises(ValidationError, match="a grader reward needs `grader:`"):
         RewardSourceConfig.model_validate({"type": "grader"})
     with pytest.raises(ValidationError, match="only it may have one"):
@@ -142,7 +149,7 @@ def chat_url():
 
 def test_score_model_against_a_local_chat_server(chat_url):
     grader = {"type": "score_model", "name": "judge", "model": "tiny-judge", "range": [0, 10],
-              "sampling_params": {"temperature": 0},
+              "sampling_params": {"temperature": 0, "max_completions_tokens": 8},
               "input": [{"role": "system", "content": "Grade it."},
                         {"role": "user", "content": "{{ item.q }} say: {{ sample.output_text }}"}]}
     config = source(grader, url=chat_url, timeout_s=5)
@@ -151,6 +158,7 @@ def test_score_model_against_a_local_chat_server(chat_url):
     assert scores == [7.0, 10.0, 0.0]
     path, body = ChatServer.seen[-1]
     assert path == "/v1/chat/completions" and body["model"] == "tiny-judge" and body["temperature"] == 0
+    assert body["max_tokens"] == 8 and "max_completions_tokens" not in body
     assert body["messages"][1]["content"] == "c say: -3.5"
     with pytest.raises(RewardError, match=r"row 0.*has no number: 'no idea'"):
         build_rewards([config]).score(["p"], ["no idea"], [{"q": "a"}])

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rayalign.config.sections import _Strict
 
@@ -81,6 +81,22 @@ class ChatMessage(_Strict):
         return self
 
 
+class SamplingParams(_Strict):
+    """OpenAI's score_model sampling_params; `chat_fields` spells them for /v1/chat/completions."""
+
+    max_completions_tokens: int | None = Field(None, gt=0)
+    reasoning_effort: str | None = None
+    seed: int | None = None
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+
+    def chat_fields(self) -> dict:
+        fields = self.model_dump(exclude_none=True)
+        if "max_completions_tokens" in fields:
+            fields["max_tokens"] = fields.pop("max_completions_tokens")
+        return fields
+
+
 class ScoreModelGrader(_Grader):
     """Asks `model` at the source's url; the number it answers, clipped to `range`, is the score."""
 
@@ -88,14 +104,24 @@ class ScoreModelGrader(_Grader):
     model: str
     input: list[ChatMessage] = Field(min_length=1)
     range: tuple[float, float] = (0.0, 1.0)
-    sampling_params: dict[str, Any] = {}
+    sampling_params: SamplingParams = SamplingParams()
     pass_threshold: float | None = None
 
 
 class MultiGrader(_Grader):
+    """`graders` maps the names used in `calculate_output` to graders (OpenAI's API); a single
+    grader object, as the openai package's typed model has it, is keyed by its own name."""
+
     type: Literal["multi"]
     graders: dict[str, "Grader"] = Field(min_length=1)
     calculate_output: str
+
+    @field_validator("graders", mode="before")
+    @classmethod
+    def _one_grader(cls, value):
+        if isinstance(value, dict) and isinstance(value.get("type"), str):
+            return {value.get("name", value["type"]): value}
+        return value
 
     @model_validator(mode="after")
     def _formula(self):

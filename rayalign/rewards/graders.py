@@ -3,12 +3,15 @@
 Templates: `{{ sample.output_text }}` is the completion, `{{ sample.output_json.<f> }}` a field of
 the completion parsed as JSON, `{{ item.<f>[.<g>] }}` a field of the prompt row's metadata. A
 field the row lacks, or output that is not JSON, is a RewardError naming the grader and row.
-A score_model answer without a number is a RewardError too (no silent fallback score).
+A score_model answer without a number is a RewardError too (no silent fallback score); its
+first number, clipped to the grader's `range`, is the score. string_check's `like` is "the
+input contains the reference", `ilike` the same ignoring case.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 import re
@@ -48,12 +51,9 @@ def render(template: str, completion: str, row: dict, where: str) -> str:
     return TEMPLATE.sub(value, template)
 
 
-def like(text: str, pattern: str) -> bool:
-    """OpenAI's `like`: the reference occurs in the input."""
-    return pattern in text
-
-
 def similarity(metric: str, text: str, reference: str) -> float:
+    """fuzzy_match: rapidfuzz's normalised Indel similarity of the characters; bleu (smoothing
+    method1) and gleu: NLTK on whitespace-split words; rouge_*: rouge-score's F-measure."""
     if metric == "fuzzy_match":
         return fuzz.ratio(text, reference) / 100.0
     if metric in ("bleu", "gleu"):
@@ -92,21 +92,20 @@ class GraderScorer:
         where = f"{where}, {grader.type} {grader.name!r}"
         if isinstance(grader, MultiGrader):
             values = {key: self.score(sub, completion, row, where) for key, sub in grader.graders.items()}
-            tree = check_formula(grader.calculate_output, set(values))
-            return float(evaluate(tree.body, values, where))
+            return float(evaluate(formula(grader.calculate_output, tuple(values)).body, values, where))
         if isinstance(grader, ScoreModelGrader):
             return self.ask(grader, completion, row, where)
         text, reference = (render(grader.input, completion, row, where), render(grader.reference, completion, row, where))
         if isinstance(grader, StringCheckGrader):
-            hit = {"eq": text == reference, "ne": text != reference, "like": like(text, reference),
-                   "ilike": like(text.lower(), reference.lower())}[grader.operation]
+            hit = {"eq": text == reference, "ne": text != reference, "like": reference in text,
+                   "ilike": reference.lower() in text.lower()}[grader.operation]
             return float(hit)
         assert isinstance(grader, TextSimilarityGrader)
         return float(similarity(grader.evaluation_metric, text, reference))
 
     def ask(self, grader: ScoreModelGrader, completion: str, row: dict, where: str) -> float:
         messages = [{"role": m.role, "content": render(m.content, completion, row, where)} for m in grader.input]
-        answer = self.client.post({**grader.sampling_params, "model": grader.model, "messages": messages})
+        answer = self.client.post({**grader.sampling_params.chat_fields(), "model": grader.model, "messages": messages})
         try:
             content = answer["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
@@ -116,6 +115,11 @@ class GraderScorer:
             raise RewardError(f"{where}: the model's answer has no number: {content[:300]!r}")
         low, high = grader.range
         return min(max(float(found.group()), low), high)
+
+
+@functools.lru_cache(maxsize=64)
+def formula(text: str, names: tuple[str, ...]) -> ast.Expression:
+    return check_formula(text, set(names))
 
 
 def evaluate(node: ast.AST, values: dict[str, float], where: str) -> float:
