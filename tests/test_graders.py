@@ -110,6 +110,8 @@ def test_refusals_and_error_paths():
     with pytest.raises(ValidationError, match=r"score_model\.sampling_params\.max_tokens"):
         source({"type": "score_model", "name": "j", "model": "m", "sampling_params": {"max_tokens": 5},
                 "input": [{"role": "user", "content": "{{ sample.output_text }}"}]}, url="http://127.0.0.1:9")
+    with pytest.raises(ValidationError, match="score_model grader needs url"):
+        source({"type": "score_model", "name": "j", "model": "m", "input": [{"role": "user", "content": "x"}]})
     with pytest.raises(ValidationError, match="does not match any of the expected tags"):
         source({"type": "contains", "name": "c"})
     with pytest.raises(ValidationError, match="a grader reward needs `grader:`"):

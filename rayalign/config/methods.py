@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from rayalign.config.graders import Grader
+from rayalign.config.graders import Grader, walk
 from rayalign.config.sections import LoraConfig, _Strict
 
 
@@ -74,6 +74,8 @@ class RewardSourceConfig(_Strict):
             raise ValueError("a critic reward needs path (a local model) or url (an OpenAI-compatible server)")
         if (self.type == "grader") != (self.grader is not None):
             raise ValueError("a grader reward needs `grader:` (an OpenAI grader object), and only it may have one")
+        if self.grader is not None and not self.url and any(g.type == "score_model" for g in walk(self.grader)):
+            raise ValueError("a grader reward with a score_model grader needs url (an OpenAI-compatible chat server)")
         return self
 
     @property

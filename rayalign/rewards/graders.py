@@ -77,9 +77,7 @@ class GraderScorer:
                  timeout_s: float = 120.0, name: str = "grader"):
         self.grader, self.name = grader, name
         self.client = None
-        if any(isinstance(g, ScoreModelGrader) for g in walk(grader)):
-            if not url:
-                raise RewardError(f"reward source {name!r}: a score_model grader needs url (an OpenAI-compatible server)")
+        if any(isinstance(g, ScoreModelGrader) for g in walk(grader)):  # url: checked when the recipe loads
             endpoint = url if url.rstrip("/").endswith("/chat/completions") else url.rstrip("/") + "/v1/chat/completions"
             self.client = JsonClient(endpoint, api_key_env, timeout_s, name)
 
