@@ -89,6 +89,8 @@ def test_multi_formula():
     assert score(single, ["x", "y"], [{"answer": "x"}] * 2) == [0.0, 1.0]
     with pytest.raises(RewardError, match="calculate_output failed"):
         score(multi("sim / exact"), [HYP], rows[:1])
+    with pytest.raises(RewardError, match="calculate_output failed"):  # overflows at once, never grows unbounded
+        score(multi("9 ** 9 ** 9 * exact"), [HYP], rows[:1])
 
 
 @pytest.mark.parametrize("formula, message", [

@@ -123,7 +123,7 @@ def formula(text: str, names: tuple[str, ...]) -> ast.Expression:
 def evaluate(node: ast.AST, values: dict[str, float], where: str) -> float:
     """A checked calculate_output formula (config/graders.py check_formula) over the sub-scores."""
     if isinstance(node, ast.Constant):
-        return node.value
+        return float(node.value)  # float powers overflow (a named error) where int ones would grow unbounded
     if isinstance(node, ast.Name):
         return values[node.id]
     if isinstance(node, ast.UnaryOp):
