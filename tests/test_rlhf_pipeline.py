@@ -81,6 +81,19 @@ def test_every_algorithm_and_kl_mode_runs(ray_cluster, tiny_model, prompt_file, 
         assert any(m["train/approx_kl"] > 0 for m in steps)
 
 
+def test_an_openai_grader_scores_the_rollouts_from_the_rows_fields(ray_cluster, tiny_model, prompt_file, tmp_path):
+    """A `type: grader` source in the reward worker: its template reads each row's `task` field."""
+    grader = {"type": "text_similarity", "name": "near", "input": "{{ sample.output_text }}",
+              "reference": "{{ item.task }} {{ item.task }}", "evaluation_metric": "fuzzy_match"}
+    config = tiny_rl_config(tmp_path, tiny_model, prompt_file, overrides=[
+        "rlhf.steps=3", "rewards=" + json.dumps([{"type": "grader", "name": "graded", "grader": grader}])])
+    run_rlhf(config)
+    metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+    graded = [m["reward/graded_mean"] for m in metrics if "reward/total_mean" in m]
+    assert len(graded) == 3 and all(0.0 <= value <= 1.0 for value in graded)
+    assert any(value > 0 for value in graded), graded  # "t t" shares characters with most random text
+
+
 def test_killed_worker_or_driver_resumes_from_the_last_checkpoint(tiny_model, prompt_file, tmp_path):
     """Kill the rollout worker mid-run: the driver stops with an error naming the role. Rerun:
     it resumes from the last checkpoint. Kill the driver (and its local Ray) mid-run, rerun:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from rayalign.config.graders import Grader, walk
 from rayalign.config.sections import LoraConfig, _Strict
 
 
@@ -46,9 +47,12 @@ class RewardSourceConfig(_Strict):
         (rayalign/rewards/critic.py): `path` a model run inside the reward worker, or `url`
         an OpenAI-compatible server with options.served_model; options: engine, rubric,
         rationale, dtype, max_model_len, threads.
+    type `grader`: `grader` is an OpenAI grader object (string_check, text_similarity,
+        score_model, multi; rayalign/config/graders.py), scored per completion against the row's
+        fields (rayalign/rewards/graders.py); a score_model grader asks the chat server at `url`.
     """
 
-    type: Literal["function", "model", "http", "judge", "critic"]
+    type: Literal["function", "model", "http", "judge", "critic", "grader"]
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$")
     weight: float = 1.0
     path: str | None = None
@@ -56,6 +60,7 @@ class RewardSourceConfig(_Strict):
     api_key_env: str | None = None
     options: dict[str, Any] = {}
     timeout_s: float = Field(120.0, gt=0)
+    grader: Grader | None = None
 
     @model_validator(mode="after")
     def _needs_a_target(self):
@@ -67,6 +72,10 @@ class RewardSourceConfig(_Strict):
             raise ValueError(f"a {self.type} reward needs url")
         if self.type == "critic" and not (self.path or self.url):
             raise ValueError("a critic reward needs path (a local model) or url (an OpenAI-compatible server)")
+        if (self.type == "grader") != (self.grader is not None):
+            raise ValueError("a grader reward needs `grader:` (an OpenAI grader object), and only it may have one")
+        if self.grader is not None and not self.url and any(g.type == "score_model" for g in walk(self.grader)):
+            raise ValueError("a grader reward with a score_model grader needs url (an OpenAI-compatible chat server)")
         return self
 
     @property

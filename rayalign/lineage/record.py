@@ -61,8 +61,16 @@ def chat_ref(role: str, chat) -> dict:
 
 
 def reward_ref(source) -> dict:
-    """One reward source: a rule (function), a reward model or critic (a model ref), a remote scorer."""
+    """One reward source: a rule (function, a grader without a model), a reward model or critic
+    (a model ref), a remote scorer; "ai": true where a model grades (a score_model grader)."""
     about = {"type": source.type, "label": source.label, "weight": source.weight}
+    if source.type == "grader":
+        from rayalign.config.graders import ScoreModelGrader, walk
+
+        models = sorted({g.model for g in walk(source.grader) if isinstance(g, ScoreModelGrader)})
+        if not models:
+            return {"role": "reward", "ref": f"grader:{source.grader.type}", "kind": "rule", **about}
+        return {"role": "reward", "ref": f"{'+'.join(models)}@{source.url}", "kind": "remote", "ai": True, **about}
     if source.type in ("model", "critic") and source.path:
         return {**model_ref("reward", source.path), **about}
     if source.type == "function":

@@ -14,9 +14,10 @@ people wrote) and `unknown` that sums to 1:
                   shipped data and records a person edited or wrote are human; user data
                   without provenance is unknown
     a run's own   sft, dpo, rm: its training data's split. rlhf: its reward sources' splits
-    signal        weighted by |weight| (weight 0 pays nothing and counts nothing): a function is
-                  a rule (human); a reward model that is a run brings that run's own split; a
-                  critic or judge is AI (its model); anything else is unknown. Runs that train
+    signal        weighted by |weight| (weight 0 pays nothing and counts nothing): a function or
+                  a grader without a model is a rule (human); a reward model that is a run
+                  brings that run's own split; a critic, judge or a grader with a score_model
+                  is AI (its model); anything else is unknown. Runs that train
                   nothing (prompting, synthetic data, AI labels) have none: their products count
                   where they are trained on
     the chain     the mean of the own splits of the run and of each run it started from, each
@@ -114,9 +115,9 @@ def _dataset(entry: dict, above: frozenset) -> dict:
 
 def reward_split(parent: dict) -> dict:
     """What one reward source brings: see the module docstring."""
-    if parent.get("type") == "function":
+    if parent.get("type") == "function" or parent.get("kind") == "rule":
         return split(human=1.0)
-    if parent.get("type") in ("critic", "judge"):
+    if parent.get("type") in ("critic", "judge") or parent.get("ai"):
         return split({parent["ref"]: 1.0})
     tree = parent.get("tree")
     if parent.get("type") == "model" and tree and tree.get("signal"):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from rayalign.config import RewardSourceConfig
 from rayalign.rewards.function import FunctionReward
+from rayalign.rewards.graders import GraderScorer
 from rayalign.rewards.remote import HttpReward, JudgeReward
 from rayalign.rewards.values import RewardError
 
@@ -65,6 +66,8 @@ def build_source(config: RewardSourceConfig) -> RewardSource:
 
         return _with_options(config, CriticReward, path=config.path, url=config.url, api_key_env=config.api_key_env,
                              timeout_s=config.timeout_s, name=config.label)
+    if config.type == "grader":
+        return GraderScorer(config.grader, config.url, config.api_key_env, config.timeout_s, config.label)
     if config.type == "function":
         return FunctionReward(config.path, config.options)
     remote = HttpReward if config.type == "http" else JudgeReward
