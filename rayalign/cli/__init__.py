@@ -138,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("overrides", nargs="*", metavar="key.path=value")
     show.set_defaults(handler=tools.config_show)
 
+    data = commands.add_parser("data", help="data utilities").add_subparsers(dest="action", required=True)
+    openai = data.add_parser("from-openai", help="check an OpenAI fine-tuning file (supervised, dpo or "
+                             "reinforcement rows) and write it in the format rayalign's method reads")
+    openai.add_argument("method", choices=["supervised", "dpo", "reinforcement"])
+    openai.add_argument("file")
+    openai.add_argument("out")
+    openai.set_defaults(handler=tools.data_from_openai)
+
     model = commands.add_parser("model", help="model utilities").add_subparsers(dest="action", required=True)
     merge = model.add_parser("merge", help="fold a LoRA adapter into its base and save a full model")
     merge.add_argument("adapter")

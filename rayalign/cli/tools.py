@@ -125,6 +125,19 @@ def config_show(args) -> int:
     return 0
 
 
+def data_from_openai(args) -> int:
+    from pathlib import Path
+
+    from rayalign.data.openai_files import convert_file, write_rows
+
+    rows = convert_file(args.file, args.method)
+    write_rows(rows, Path(args.out))
+    command = {"supervised": "sft", "dpo": "dpo", "reinforcement": "rlhf"}[args.method]
+    say(f"[data] {len(rows)} {args.method} rows written to {args.out}; train on them with "
+        f"rayalign {command} --config RECIPE data.train={args.out}")
+    return 0
+
+
 def model_merge(args) -> int:
     from rayalign.models.export import merge_adapter
 

@@ -24,7 +24,7 @@ def _chat_segments(row: Row, tokenizer, messages: list[dict], first_target: int 
 
     Renders successive prefixes of the conversation; each assistant turn is the text the
     full render adds beyond the prefix that ends with the generation prompt. Assistant
-    turns before message `first_target` are context, not targets.
+    turns before message `first_target`, or with OpenAI's `"weight": 0`, are context, not targets.
     """
     segments: list[tuple[str, bool]] = []
     done = ""
@@ -36,7 +36,8 @@ def _chat_segments(row: Row, tokenizer, messages: list[dict], first_target: int 
         if not before.startswith(done) or not upto.startswith(before):
             raise row.error("messages", "the tokenizer's chat template does not render conversations "
                             "prefix by prefix; assistant-only masking needs that")
-        segments += [(before[len(done):], False), (upto[len(before):], index >= first_target)]
+        target = index >= first_target and message.get("weight", 1) != 0  # OpenAI's weight 0: context
+        segments += [(before[len(done):], False), (upto[len(before):], target)]
         done = upto
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     if full[len(done):]:

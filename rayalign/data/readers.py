@@ -6,6 +6,7 @@ so a validation error can say exactly which record is wrong.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,11 +48,20 @@ def resolve_data_path(path: str) -> Path:
 
 
 def jsonl_records(path: Path, source: str | None = None) -> Iterator[Row | DataError]:
-    """Each non-blank line of a JSONL file: a Row, or the DataError naming why it is not one.
-    `source` names the file in both (default: the path)."""
+    """Each non-blank line of a JSONL file: a Row, or the DataError naming why it is not one
+    (not UTF-8, not JSON, not an object). A leading UTF-8 byte-order mark is skipped. `source`
+    names the file in both (default: the path)."""
     source = source or str(path)
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)  # as editors that mark UTF-8 save it
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield DataError(source, number, None, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                                f"{len(raw[:exc.start].decode('utf-8', 'replace')) + 1})")
+                continue
             if not text.strip():
                 continue
             try:
