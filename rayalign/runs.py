@@ -25,11 +25,11 @@ from rayalign.config import RunConfig, dump_config
 from rayalign.console import say
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
+    with os.fdopen(handle, "wb" if isinstance(data, bytes) else "w") as out:
+        out.write(data)
         out.flush()
         os.fsync(out.fileno())
     os.replace(staging, path)
