@@ -8,6 +8,7 @@ import sys
 from rayalign import console
 from rayalign.cli import advise, jobs, lineage, methods, review, sdg, tools
 from rayalign.config import ConfigError
+from rayalign.data.openai_files import METHODS
 
 
 VERBOSE_HELP = "show library output (warnings, worker logs) on the terminal instead of runs/<name>/rayalign.log"
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="data utilities").add_subparsers(dest="action", required=True)
     openai = data.add_parser("from-openai", help="check an OpenAI fine-tuning file (supervised, dpo or "
                              "reinforcement rows) and write it in the format rayalign's method reads")
-    openai.add_argument("method", choices=["supervised", "dpo", "reinforcement"])
+    openai.add_argument("method", choices=METHODS)
     openai.add_argument("file")
     openai.add_argument("out")
     openai.set_defaults(handler=tools.data_from_openai)
