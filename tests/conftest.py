@@ -1,9 +1,11 @@
-"""Shared fixtures: a tiny model folder, a Ray cluster per session, data writers."""
+"""Shared fixtures: a tiny model folder, a Ray cluster per session, data writers, a PostgreSQL
+server and a fresh database URL of each kind (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -14,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+from postgres_server import PostgresServer, postgres_bin  # noqa: E402
 from tiny_model import build_tiny_model  # noqa: E402
 
 
@@ -60,3 +63,32 @@ def send_json(handler, body: dict) -> None:
 def write_jsonl(path: Path, rows: list) -> str:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server of the module's own (tests/postgres_server.py)."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed here (Debian: postgresql)")
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """A fresh, empty database URL of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'service.db'}"
+    from sqlalchemy import create_engine, text
+
+    server = request.getfixturevalue("postgres")
+    name = f"t{secrets.token_hex(6)}"
+    admin = create_engine(server.url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return server.url(name)

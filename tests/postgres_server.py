@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server for tests: initdb + pg_ctl in a temp folder, 127.0.0.1 only.
+"""A throwaway PostgreSQL server for tests: initdb + pg_ctl in a temp folder, 127.0.0.1 only
+(conftest.py's fixtures `postgres` and `database` use it).
 
 initdb refuses to run as root, so as root (CI) the server runs as the unprivileged `nobody`
 in a folder it owns. Stopped with `pg_ctl stop`, then by the postmaster's PID if still alive.

@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +104,43 @@ def stop_head(head: Head, timeout_s: float = 5, keep_logs: bool = False) -> None
         print(f"Ray's logs of this head are kept in {head.folder}/ray/session_latest/logs")
     else:
         shutil.rmtree(head.folder, ignore_errors=True)
+
+
+class ServeProcess:
+    """`rayalign serve ARGS` as a user runs it, in a session of its own, its output collected."""
+
+    def __init__(self, args: list[str], env: dict, cwd: Path):
+        self.args, self.env, self.cwd = args, env, cwd
+        self.process: subprocess.Popen | None = None
+        self.lines: list[str] = []
+
+    def start(self, timeout_s: float = 420) -> None:
+        """Start it and return once it says it is ready."""
+        self.lines = []
+        self.process = subprocess.Popen([sys.executable, "-m", "rayalign.cli", "serve", *self.args], cwd=self.cwd,
+                                        env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        start_new_session=True)
+        threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
+        deadline = time.monotonic() + timeout_s
+        while not any(line.startswith("[serve] ready") for line in self.lines):
+            assert self.process.poll() is None and time.monotonic() < deadline, self.tail()
+            time.sleep(1)
+
+    def tail(self) -> str:
+        """The error lines it printed (a deployment's exception is far above its last lines) and its last 40."""
+        errors = [line for line in self.lines if "Error" in line or "Traceback" in line]
+        return "".join([*errors[-20:], "...\n", *self.lines[-40:]])
+
+    def stop(self, timeout_s: float = 120) -> None:
+        """Ctrl-C (the app is deleted, its engines' segments removed); SIGKILL if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
 
 
 def _running(proc: psutil.Process) -> bool:

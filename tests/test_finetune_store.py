@@ -4,7 +4,6 @@ writers; OpenAI's paging; everything still there for a new Store (a restarted se
 
 from __future__ import annotations
 
-import secrets
 import threading
 
 import pytest
@@ -12,7 +11,6 @@ from openai.types import FileObject
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
-from postgres_server import PostgresServer, postgres_bin
 from rayalign.finetune.errors import LimitReached, NotFound, ServiceError
 from rayalign.finetune.objects import (checkpoint_object, event_object, file_object, fine_tuned_name, job_object,
                                        list_object)
@@ -20,34 +18,6 @@ from rayalign.finetune.store import Limits, Store
 
 SUPERVISED = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}}
 ROWS = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed here (Debian: postgresql)")
-    server = PostgresServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path):
-    """A fresh, empty database URL of each kind."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'service.db'}"
-    from sqlalchemy import create_engine, text
-
-    server = request.getfixturevalue("postgres")
-    name = f"t{secrets.token_hex(6)}"
-    admin = create_engine(server.url("postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return server.url(name)
 
 
 def make_store(database, tmp_path, **limits) -> Store:
@@ -59,7 +29,7 @@ def test_files_are_stored_listed_read_and_deleted_per_tenant(database, tmp_path)
     row = store.create_file("team-a", "train.jsonl", "fine-tune", ROWS)
     assert FileObject.model_validate(file_object(row)).bytes == len(ROWS)
     assert store.file_content("team-a", row.id) == ROWS
-    assert [p.name for p in (tmp_path / "storage" / "files" / "team-a").iterdir()] == [row.id]  # no temp left
+    assert [p.name for p in (tmp_path / "storage" / "files" / "team-a").iterdir()] == [f"{row.id}.jsonl"]  # no temp left
     for call in (lambda: store.get_file("team-b", row.id), lambda: store.file_content("team-b", row.id),
                  lambda: store.delete_file("team-b", row.id)):
         with pytest.raises(NotFound, match=f"No such File object: {row.id}") as caught:
@@ -70,7 +40,7 @@ def test_files_are_stored_listed_read_and_deleted_per_tenant(database, tmp_path)
     store.delete_file("team-a", row.id)
     with pytest.raises(NotFound):
         store.get_file("team-a", row.id)
-    assert not (tmp_path / "storage" / "files" / "team-a" / row.id).exists()
+    assert not (tmp_path / "storage" / "files" / "team-a" / f"{row.id}.jsonl").exists()
 
 
 def test_file_size_and_stored_bytes_limits(database, tmp_path):

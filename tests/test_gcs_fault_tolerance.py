@@ -37,7 +37,7 @@ import httpx
 import psutil
 import pytest
 
-from ray_head import Head, start_head, stop_head
+from ray_head import Head, ServeProcess, start_head, stop_head
 from test_serve_app import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -99,9 +99,8 @@ class Cluster:
                           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
         self.head: Head | None = None
         self.redis: subprocess.Popen | None = None
-        self.serve: subprocess.Popen | None = None
+        self.serve: ServeProcess | None = None
         self.restarted_gcs: subprocess.Popen | None = None
-        self.lines: list[str] = []
 
     @property
     def env(self) -> dict:
@@ -131,16 +130,10 @@ class Cluster:
             "--object-store-memory", str(500 * 2**20)])
 
     def start_serve(self) -> None:
-        command = [sys.executable, "-m", "rayalign.cli", "serve", "--address", self.address,
-                   "--port", str(self.http_port), "--runs", str(self.base / "no-runs")]
         (self.base / "no-runs").mkdir()
-        self.serve = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        threading.Thread(target=lambda: self.lines.extend(self.serve.stdout), daemon=True).start()
-        deadline = time.monotonic() + 420
-        while not any(line.startswith("[serve] ready") for line in self.lines):
-            assert self.serve.poll() is None and time.monotonic() < deadline, "".join(self.lines[-40:])
-            time.sleep(1)
+        self.serve = ServeProcess(["--address", self.address, "--port", str(self.http_port),
+                                   "--runs", str(self.base / "no-runs")], self.env, ROOT)
+        self.serve.start()
 
     # -- look --------------------------------------------------------------------------------------
     def gcs_process(self) -> psutil.Process:
@@ -199,13 +192,8 @@ class Cluster:
             return self._stop_redis()
         pids = {proc.pid for proc in self.head.processes()}
         segments = self.engine_segments()
-        if self.serve is not None and self.serve.poll() is None:
-            self.serve.send_signal(signal.SIGINT)  # Ctrl-C: the app is deleted, the engines' segments removed
-            try:
-                self.serve.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.serve.pid, signal.SIGKILL)
-                self.serve.wait(10)
+        if self.serve is not None:
+            self.serve.stop()
         stop_head(self.head, keep_logs=keep_logs)
         if self.restarted_gcs is not None:
             self.restarted_gcs.wait(10)
@@ -317,7 +305,7 @@ def test_serving_survives_a_gcs_kill_and_restart_from_redis():
         # Serve was not redeployed: the same replica processes, the application running.
         assert cluster.replica_pids() == replicas, (replicas, cluster.replica_pids())
         assert after["app"] == "RUNNING" and set(after["deployments"].values()) == {"HEALTHY"}, after
-        assert cluster.serve.poll() is None, "".join(cluster.lines[-40:])
+        assert cluster.serve.process.poll() is None, cluster.serve.tail()
         # Serving recovered: no failure before the kill, and the requests after the restart answered.
         assert not [r for r in results if r["error"] and r["start"] < killed], result
         late = [r for r in results if r["start"] >= gcs_back + 5]

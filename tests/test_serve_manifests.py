@@ -21,6 +21,7 @@ CPU_DEV_PATCH = K8S / "overlays" / "cpu-dev" / "rayservice-cpu.yaml"
 IN_CLUSTER = {
     "runs_dir": "run folders on the PVC rayalign-runs, mounted at /data/runs",
     "auth.keys_file": "API keys from the Secret rayalign-api-keys, mounted at /etc/rayalign/api-keys",
+    "finetune.storage": "the fine-tuning service's files and job runs on the PVC, beside the run folders",
 }
 # Where the GPU one (k8s/base, overlays gpu and gcs-ft) differs too.
 ON_GPU = {

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rayalign.config import ConfigError
 from rayalign.data.prompting import PromptVariant, prompt_run_record
 from rayalign.serving.auth import load_api_keys
+from rayalign.serving.tenants import DEFAULT_TENANT, ApiKey, TenantKeys, check_tenant, fingerprint, read_api_keys
 from rayalign.serving.discovery import base_models, discover_runs, find_run, model_name
 from rayalign.serving.protocol import JudgeRequest, RewardsRequest
 from rayalign.serving.settings import AuthSettings
@@ -74,13 +75,43 @@ def test_api_keys_come_from_the_environment_and_a_secret_file(tmp_path, monkeypa
     secret.write_text("file-key\n\n")
     monkeypatch.setenv("SERVE_TEST_KEYS", "a, b,")
     keys = load_api_keys(AuthSettings(keys_env="SERVE_TEST_KEYS", keys_file=str(secret)))
-    assert keys == ["a", "b", "file-key"]
+    assert [k.key for k in keys] == ["a", "b", "file-key"] and {k.tenant for k in keys} == {"default"}
     monkeypatch.delenv("SERVE_TEST_KEYS")
     with pytest.raises(ValueError, match="set SERVE_TEST_KEYS"):
         load_api_keys(AuthSettings(keys_env="SERVE_TEST_KEYS"))
     assert load_api_keys(AuthSettings(keys_env="SERVE_TEST_KEYS", enabled=False)) == []
     with pytest.raises(FileNotFoundError, match="auth.keys_file"):
         load_api_keys(AuthSettings(keys_file=str(tmp_path / "missing")))
+
+
+def test_keys_name_their_tenant_in_the_file_and_the_environment(tmp_path, monkeypatch):
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("sk-old\n\nsk-acme  acme\nsk-globex\tglobex\n")
+    monkeypatch.setenv("FT_TEST_KEYS", "sk-env, sk-env-acme acme,")
+    assert read_api_keys("FT_TEST_KEYS", str(keys_file)) == [
+        ApiKey("sk-env", DEFAULT_TENANT), ApiKey("sk-env-acme", "acme"), ApiKey("sk-old", DEFAULT_TENANT),
+        ApiKey("sk-acme", "acme"), ApiKey("sk-globex", "globex")]
+    tenants = TenantKeys(read_api_keys("FT_TEST_KEYS", str(keys_file)))
+    assert tenants.tenant_of("sk-acme") == "acme" and tenants.tenant_of(b"sk-globex") == "globex"
+    assert tenants.tenant_of("sk-old") == DEFAULT_TENANT
+    assert tenants.tenant_of("sk-acm") is None and tenants.tenant_of("") is None
+
+
+def test_bad_key_entries_are_refused_naming_where_they_are(tmp_path, monkeypatch):
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("sk-a acme\nsk-b Acme Corp\n")
+    with pytest.raises(ValueError, match=rf"auth.keys_file {keys_file}, line 2: expected a key and optionally"):
+        read_api_keys("FT_TEST_UNSET", str(keys_file))
+    keys_file.write_text("sk-a acme\nsk-b ../etc\n")
+    with pytest.raises(ValueError, match=r"line 2: tenant '../etc': a tenant is 1-64 characters"):
+        read_api_keys("FT_TEST_UNSET", str(keys_file))
+    monkeypatch.setenv("FT_TEST_KEYS", "sk-secret-value acme,sk-secret-value globex")
+    with pytest.raises(ValueError, match="given for two tenants: 'acme' and 'globex'") as twice:
+        read_api_keys("FT_TEST_KEYS", None)
+    assert "sk-secret-value" not in str(twice.value) and fingerprint("sk-secret-value") in str(twice.value)
+    for bad in ("", "-x", "A", "a" * 65, "a/b", ".."):
+        with pytest.raises(ValueError, match="a tenant is"):
+            check_tenant(bad)
 
 
 def test_request_bodies_are_checked():

@@ -147,6 +147,17 @@ def convert_file(path: str, method: str, source: str | None = None) -> list[Row]
     return [convert_row(row, method) for row in rows]
 
 
+def check_file(path: str, source: str | None = None) -> str:
+    """The method an uploaded file is for (the shape of its first row), after every row is
+    converted as that method; a DataError names the first bad line and field."""
+    rows = read_rows(path)
+    if not rows:
+        raise DataError(source or path, None, None, "no records")
+    method = _shape(rows[0].fields) or "supervised"  # a row of no shape: the supervised error names it
+    convert_file(path, method, source)
+    return method
+
+
 def write_rows(rows: list[Row], path: Path) -> None:
     """Converted rows as a JSONL file, written atomically (what a job's recipe then names)."""
     write_atomic(path, "".join(json.dumps(row.fields, ensure_ascii=False) + "\n" for row in rows))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, create_engine, event
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -55,6 +55,11 @@ class Job(Keyed, Base):
     result_files: Mapped[list[Any]]
     created_at: Mapped[int] = mapped_column(BigInteger)
     finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The job runner's own: the Ray job's submission id, the run folder, metrics lines turned into events.
+    ray_job: Mapped[str | None] = mapped_column(String(128))
+    run_dir: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    stopped: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class JobEvent(Keyed, Base):

@@ -72,7 +72,7 @@ class Store:
                                "storage_limit_reached", "file")
         row = StoredFile(id=new_id("file"), tenant=tenant, filename=filename, purpose=purpose, bytes=len(data),
                          created_at=int(time.time()), path="")
-        path = self.storage / "files" / tenant / row.id
+        path = self.storage / "files" / tenant / f"{row.id}.jsonl"
         write_atomic(path, data)
         row.path = str(path)
         try:
@@ -114,7 +114,8 @@ class Store:
                   validation_file=validation_file, suffix=suffix,
                   seed=seed if seed is not None else secrets.randbelow(2**31), method=method,
                   user_metadata=metadata, status="validating_files", error=None, fine_tuned_model=None,
-                  trained_tokens=None, result_files=[], created_at=int(time.time()), finished_at=None)
+                  trained_tokens=None, result_files=[], created_at=int(time.time()), finished_at=None,
+                  progress=0, stopped=False)
         with self.session() as session, session.begin():
             active = session.scalar(select(func.count()).select_from(Job)
                                     .where(Job.tenant == tenant, Job.status.in_(ACTIVE)))
@@ -156,6 +157,32 @@ class Store:
             raise ServiceError(f"fine-tuning job {job_id} changed while it was being moved to {status}",
                                "conflict")
         return self.job(job_id)
+
+    def note(self, job_id: str, **fields) -> None:
+        """Record the runner's own fields (ray_job, run_dir, progress) without a status change."""
+        with self.session() as session, session.begin():
+            session.execute(update(Job).where(Job.id == job_id).values(**fields))
+
+    def cancelled_with_ray_jobs(self) -> list[Job]:
+        """Cancelled jobs whose Ray job the runner has not stopped yet."""
+        with self.session() as session:
+            return list(session.scalars(select(Job).where(Job.status == "cancelled", Job.ray_job.is_not(None),
+                                                          Job.stopped.is_(False))))
+
+    def checkpoints_of(self, job_id: str) -> list[Checkpoint]:
+        with self.session() as session:
+            return list(session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id)))
+
+    def fine_tuned_models(self, tenant: str) -> list[Job]:
+        """The tenant's succeeded jobs, oldest first: the models it may call."""
+        with self.session() as session:
+            return list(session.scalars(select(Job).where(Job.tenant == tenant, Job.status == "succeeded")
+                                        .order_by(Job.seq)))
+
+    def fine_tuned(self, tenant: str, name: str) -> Job:
+        """The tenant's succeeded job whose model is `name`; NotFound for any other tenant's."""
+        query = select(Job).where(Job.tenant == tenant, Job.fine_tuned_model == name, Job.status == "succeeded")
+        return self._one(query, "model", name, "model")
 
     def cancel_job(self, tenant: str, job_id: str) -> Job:
         job = self.get_job(tenant, job_id)

@@ -9,7 +9,12 @@
 - /v1/rewards scores with a trained reward model (the reward deployment).
 - /v1/judge runs the AI critic (rayalign.rewards.judge) on a served policy model, through
   the same deployment handles as chat requests: no second copy of the engine.
-- API keys and the request log (rayalign.serving.auth) wrap the whole app.
+- With the fine-tuning service on (rayalign.serving.finetune_api): OpenAI's files and
+  fine-tuning jobs routes, and each tenant's fine-tuned models `ft:<base>:<suffix>:<id>` in
+  /v1/models and answering chat, as the job's adapter on its base's engine. Another tenant's
+  fine-tuned model is a 404 like an unknown one.
+- API keys and the request log (rayalign.serving.auth) wrap the whole app; the key's tenant is
+  `current_tenant` for the request.
 """
 
 from __future__ import annotations
@@ -33,22 +38,47 @@ from rayalign.data.readers import DataError
 from rayalign.rewards import judge
 from rayalign.serving.auth import ApiKeyMiddleware, load_api_keys
 from rayalign.serving.discovery import ServedRun, discover_runs
+from rayalign.finetune.errors import NotFound
 from rayalign.serving.errors import add_error_handlers
+from rayalign.serving.finetune_api import FineTuning, add_finetune_routes, service
 from rayalign.serving.prompted import answered_as, prompted_request
 from rayalign.serving.protocol import JudgeRequest, RewardsRequest
 from rayalign.serving.settings import ServeSettings
+from rayalign.serving.tenants import current_tenant
 
 RESCAN_S = 5.0  # how long a listing of the run folders is reused
 
 
 class RayalignIngress(OpenAiIngress):
-    def __init__(self, llm_deployments, model_cards, *, rewards, settings: dict, lora_bases: list[str]):
+    def __init__(self, llm_deployments, model_cards, *, rewards, settings: dict, lora_bases: list[str],
+                 tune_bases: dict[str, str] | None = None, runner=None):
         super().__init__(llm_deployments, model_cards)
         self.lora_bases = set(lora_bases)  # the base models whose engines take adapters
         self.settings = ServeSettings.model_validate(settings)
         load_api_keys(self.settings.auth)  # no keys with auth on: fail the deployment, not the requests
         self.rewards_handle = rewards
         self._runs: tuple[float, list[ServedRun]] = (0.0, [])
+        self.fine_tuning: FineTuning | None = (service(self.settings.finetune, tune_bases or {})
+                                               if self.settings.finetune.enabled else None)
+        self.runner_handle = runner  # bound so that the runner is deployed with the app
+
+    # ------------------------------------------------------------------ fine-tuned models
+    def tuned_adapter(self, model: str) -> str | None:
+        """For a fine-tuned model name `ft:...`, its adapter id (404 if not the tenant's); else None."""
+        if self.fine_tuning is None or not model.startswith("ft:"):
+            return None
+        try:
+            return self.fine_tuning.adapter_for(current_tenant.get(), model)
+        except NotFound:
+            raise OpenAIHTTPException(status_code=status.HTTP_404_NOT_FOUND, type="NotFoundError",
+                                      message=f"model {model!r} does not exist") from None
+
+    def tuned_models(self) -> dict[str, str]:
+        """The tenant's fine-tuned models: name -> base."""
+        if self.fine_tuning is None:
+            return {}
+        return {job.fine_tuned_model: job.model for job in self.fine_tuning.store.fine_tuned_models(current_tenant.get())
+                if job.model in self._model_cards}
 
     # ------------------------------------------------------------------ run folders
     def runs(self, kind: str) -> dict[str, ServedRun]:
@@ -67,7 +97,8 @@ class RayalignIngress(OpenAiIngress):
 
     async def _get_model_id(self, model):
         model_id = await super()._get_model_id(model)
-        if ":" in model_id and model_id not in self.adapter_ids() and model_id not in self.prompt_runs():
+        tuned = self.fine_tuning is not None and self.fine_tuning.owns_adapter(current_tenant.get(), model_id)
+        if ":" in model_id and model_id not in self.adapter_ids() and model_id not in self.prompt_runs() and not tuned:
             raise OpenAIHTTPException(
                 status_code=status.HTTP_404_NOT_FOUND, type="NotFoundError",
                 message=f"model {model_id!r} is not served; adapters: {', '.join(self.adapter_ids()) or 'none'}; "
@@ -80,8 +111,12 @@ class RayalignIngress(OpenAiIngress):
         run = self.prompt_runs().get(model) if ":" in model else None
         if run is not None:
             body = prompted_request(body, model, run.base, run.variant)
+        adapter = self.tuned_adapter(model)
+        if adapter is not None:
+            body = body.model_copy(update={"model": adapter})
+        renamed = run is not None or adapter is not None
         async for response in super()._get_response(body=body, call_method=call_method, raw_request=raw_request):
-            yield response if run is None else answered_as(response, model)
+            yield answered_as(response, model) if renamed else response
 
     async def model(self, model_id: str) -> ModelCard | None:
         if model_id in self._model_cards:
@@ -91,6 +126,9 @@ class RayalignIngress(OpenAiIngress):
             return self._derived_card(model_id, base, adapter_path=self.runs("adapter")[run].path)
         if model_id in self.prompt_runs():
             return self._derived_card(model_id, base, prompt_run=self.runs("prompt")[run].path)
+        tuned = self.tuned_models()
+        if model_id in tuned:
+            return self._derived_card(model_id, tuned[model_id], fine_tuned=True)
         return None
 
     def _derived_card(self, model_id: str, base: str, **metadata) -> ModelCard:
@@ -99,7 +137,7 @@ class RayalignIngress(OpenAiIngress):
                          metadata={**card.metadata, "model_id": model_id, "base_model_id": base, **metadata})
 
     async def models(self) -> ModelList:
-        ids = [*self._model_cards, *self.adapter_ids(), *self.prompt_runs()]
+        ids = [*self._model_cards, *self.adapter_ids(), *self.prompt_runs(), *self.tuned_models()]
         return ModelList(data=[await self.model(i) for i in ids])
 
     # ------------------------------------------------------------------ /v1/rewards
@@ -162,9 +200,12 @@ ENDPOINTS = {**DEFAULT_ENDPOINTS,
              "judge": lambda app: app.post("/v1/judge")}
 
 
-def ingress_class(settings: ServeSettings):
-    """The ingress as a Serve deployment class, with the API-key middleware outermost."""
+def ingress_class(settings: ServeSettings, tune_bases: dict[str, str] | None = None):
+    """The ingress as a Serve deployment class, with the API-key middleware outermost;
+    `tune_bases`: what fine-tuning jobs may start from (served name -> name or folder)."""
     app = init()
     add_error_handlers(app)
+    if settings.finetune.enabled:
+        add_finetune_routes(app, settings.finetune, tune_bases or {})
     app.add_middleware(ApiKeyMiddleware, settings=settings.auth)
     return make_fastapi_ingress(RayalignIngress, endpoint_map=ENDPOINTS, app=app)

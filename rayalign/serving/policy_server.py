@@ -20,15 +20,16 @@ from rayalign.serving.discovery import find_run
 
 class RunFolderAdapters:
     """Maps `<base>:<run>` to the adapter folder of that run (the loader interface LLMServer
-    multiplexes with)."""
+    multiplexes with); a fine-tuning job's run `ft-<id>` is in the service's runs folder."""
 
-    def __init__(self, runs_dir: str):
-        self.runs_dir = runs_dir
+    def __init__(self, runs_dir: str, finetune_runs: str | None = None):
+        self.runs_dir, self.finetune_runs = runs_dir, finetune_runs
 
     async def load_model_from_config(self, lora_model_id: str, llm_config) -> DiskMultiplexConfig:
         base, run = get_base_model_id(lora_model_id), get_lora_id(lora_model_id)
+        runs_dir = self.finetune_runs if self.finetune_runs and run.startswith("ft-") else self.runs_dir
         try:
-            found = find_run(self.runs_dir, run, "adapter")
+            found = find_run(runs_dir, run, "adapter")
         except LookupError as exc:
             raise HTTPException(404, f"model {lora_model_id!r}: {exc}") from exc
         if found.base != base:
@@ -38,10 +39,10 @@ class RunFolderAdapters:
 
 
 class RunFolderLLMServer(LLMServer):
-    async def __init__(self, llm_config, *, runs_dir: str):
-        self._runs_dir = runs_dir
+    async def __init__(self, llm_config, *, runs_dir: str, finetune_runs: str | None = None):
+        self._runs_dir, self._finetune_runs = runs_dir, finetune_runs
         await super().__init__(llm_config)
 
     def _init_multiplex_loader(self, model_downloader_cls=None):
-        runs_dir = self._runs_dir
-        super()._init_multiplex_loader(lambda **_download_options: RunFolderAdapters(runs_dir))
+        runs_dir, finetune_runs = self._runs_dir, self._finetune_runs
+        super()._init_multiplex_loader(lambda **_download_options: RunFolderAdapters(runs_dir, finetune_runs))

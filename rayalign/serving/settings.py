@@ -98,6 +98,31 @@ class Deployments(_Strict):
     rewards: DeploymentSettings = DeploymentSettings(ray_actor_options={"num_cpus": 0})
 
 
+class FineTuneSettings(_Strict):
+    """The fine-tuning service: OpenAI's /v1/files and /v1/fine_tuning/jobs (rayalign/finetune).
+    Off unless `enabled`. `storage`: uploaded files, converted data and the jobs' run folders, a
+    folder every node of the cluster sees. `database_url`: SQLAlchemy URL of the jobs' state,
+    default SQLite in `storage` (one service replica); PostgreSQL (`postgresql+psycopg://...`)
+    for several. `ray_address`: the Ray job server the jobs are submitted to (default
+    RAY_ADDRESS, else http://127.0.0.1:8265). `recipes`: the recipe each OpenAI method runs,
+    with the operator's `overrides` (key=value) applied before the job's hyperparameters.
+    `score_model_url`: the chat server score_model graders ask (e.g. this service's /v1).
+    Limits are per tenant."""
+
+    enabled: bool = False
+    storage: str = "finetune"
+    database_url: str | None = None
+    ray_address: str | None = None
+    recipes: dict[Literal["supervised", "dpo", "reinforcement"], str] = {
+        "supervised": "quickstart", "dpo": "dpo", "reinforcement": "rlhf_grpo"}
+    overrides: dict[Literal["supervised", "dpo", "reinforcement"], list[str]] = {}
+    score_model_url: str | None = None
+    max_file_bytes: int = Field(512 * 2**20, gt=0)
+    max_stored_bytes: int = Field(8 * 2**30, gt=0)
+    max_active_jobs: int = Field(2, gt=0)
+    poll_s: float = Field(2.0, gt=0)
+
+
 class ServeSettings(_Strict):
     """What to serve. `models`: base models (built-in names or HF folders) served whether or
     not a run uses them; every run folder under `runs_dir` adds its adapter (next to its base,
@@ -111,6 +136,7 @@ class ServeSettings(_Strict):
     judge: JudgeSettings = JudgeSettings()
     reward_batch_size: int = Field(8, gt=0)
     deployments: Deployments = Deployments()
+    finetune: FineTuneSettings = FineTuneSettings()
 
 
 def read_serve_config(path: str, runs_dir: str | None = None) -> tuple[dict, dict]:

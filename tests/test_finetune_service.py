@@ -1,0 +1,162 @@
+"""The fine-tuning service end to end, with the real `openai` client: `rayalign serve` (with
+`finetune.enabled`) on a real `ray start` head (127.0.0.1, token auth), jobs run as Ray jobs
+by the runner deployment on a tiny model. Upload, a supervised job polled to `succeeded`, its
+events and checkpoints, chat with `fine_tuned_model`; another tenant gets 404 for all of it; a
+DPO job that survives a restart of the service mid-run; a cancelled reinforcement job whose Ray
+job is stopped."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import openai
+import pytest
+import yaml
+
+from ray_head import ServeProcess, start_head, stop_head
+from test_serve_app import free_port
+from tiny_model import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTION = [{"role": "user", "content": "What is 3 + 4? Answer with just the number."}]
+SFT = [{"messages": [*QUESTION, {"role": "assistant", "content": "7"}]}] * 16
+DPO = [{"input": {"messages": [{"role": "user", "content": f"Is {t} real? Answer yes or no."}]},
+        "preferred_output": [{"role": "assistant", "content": "Yes, it is real."}],
+        "non_preferred_output": [{"role": "assistant", "content": "No, it is not."}]}
+       for t in ["the sky", "water", "fire", "a cat", "the moon", "bread", "a river", "snow"]]
+PROMPTS = [{"messages": [{"role": "user", "content": f"Say {w}"}], "answer": w} for w in ["yes", "no"] * 4]
+GRADER = {"type": "string_check", "name": "exact", "input": "{{ sample.output_text }}",
+          "reference": "{{ item.answer }}", "operation": "eq"}
+SMALL = ["train.warmup_steps=0", "train.lr_scheduler=constant", "train.eval_every=0", "placement.num_workers=1",
+         "data.max_length=128"]
+
+
+def jsonl(rows) -> io.BytesIO:
+    return io.BytesIO("".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+class Service:
+    """`rayalign serve` with the fine-tuning service on, on the head; restartable."""
+
+    def __init__(self, root: Path, head, model: str):
+        self.port = free_port()
+        settings = {"runs_dir": str(root / "runs"), "models": [model],
+                    "auth": {"keys_file": str(root / "keys")},
+                    "engine": {"max_model_len": 512, "max_num_seqs": 8},
+                    "deployments": {"policy": {"ray_actor_options": {"num_cpus": 0}}},
+                    "finetune": {"enabled": True, "storage": str(root / "ft"), "ray_address": head.dashboard,
+                                 "poll_s": 1.0, "max_active_jobs": 3,
+                                 "overrides": {"supervised": [*SMALL, "train.lr=3e-2", "train.max_steps=12",
+                                                              "train.save_every=6"],
+                                               "dpo": [*SMALL, "train.lr=1e-2", "train.max_steps=40",
+                                                       "train.save_every=10"],
+                                               "reinforcement": ["rlhf.steps=200", "rollout.engine=hf",
+                                                                 "rlhf.samples_per_prompt=2", "data.max_length=64",
+                                                                 "rollout.max_new_tokens=8"]}}}
+        (root / "runs").mkdir(exist_ok=True)
+        (root / "keys").write_text("key-a team-a\nkey-b team-b\n")  # a key and its tenant a line
+        config = root / "serve.yaml"
+        config.write_text(yaml.safe_dump({"applications": [{"name": "rayalign", "args": settings}]}))
+        self.serve = ServeProcess(["--config", str(config), "--address", head.gcs, "--port", str(self.port)],
+                                  head.client_env, ROOT)
+
+    def start(self) -> None:
+        self.serve.start()
+
+    def stop(self) -> None:
+        self.serve.stop(timeout_s=150)
+
+    def client(self, key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key=key, max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft-service")
+    model = build_tiny_model(root / "tiny-llm", hidden_size=64, heads=2)  # head size 32: vLLM CPU runs it
+    head = start_head(num_cpus=4)
+    running = Service(root, head, model)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        stop_head(head)
+
+
+def wait_for(client, job_id: str, statuses, timeout_s: float = 420):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in statuses:
+            return job
+        assert time.monotonic() < deadline, f"{job_id} still {job.status} after {timeout_s} s"
+        time.sleep(2)
+
+
+def test_upload_train_and_chat_with_the_fine_tuned_model_while_others_see_nothing(service):
+    a, b = service.client("key-a"), service.client("key-b")
+    before = a.chat.completions.create(model="tiny-llm", messages=QUESTION, max_tokens=4, temperature=0)
+    training = a.files.create(file=("adder.jsonl", jsonl(SFT)), purpose="fine-tune")
+    job = a.fine_tuning.jobs.create(model="tiny-llm", training_file=training.id, suffix="adder",
+                                    method={"type": "supervised"})
+    done = wait_for(a, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model == f"ft:tiny-llm:adder:{job.id.removeprefix('ftjob-')}"
+    events = list(a.fine_tuning.jobs.list_events(job.id, limit=100))
+    steps = [e for e in events if e.type == "metrics"]
+    assert len(steps) == 12 and steps[0].data["step"] == 12  # newest first
+    assert steps[0].data["train/loss"] < steps[-1].data["train/loss"]
+    assert events[0].message == "The job has successfully completed"
+    checkpoints = a.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert [c.step_number for c in checkpoints] == [12, 6]
+    assert checkpoints[0].fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-12"
+
+    assert done.fine_tuned_model in [m.id for m in a.models.list().data]
+    reply = a.chat.completions.create(model=done.fine_tuned_model, messages=QUESTION, max_tokens=4, temperature=0)
+    assert reply.model == done.fine_tuned_model
+    answer, untuned = reply.choices[0].message.content, before.choices[0].message.content
+    assert answer.startswith("7") and not untuned.startswith("7"), (answer, untuned)  # no EOS learned in 12 steps
+
+    assert done.fine_tuned_model not in [m.id for m in b.models.list().data]
+    for call in (lambda: b.chat.completions.create(model=done.fine_tuned_model, messages=QUESTION, max_tokens=2),
+                 lambda: b.chat.completions.create(model=f"tiny-llm:ft-{job.id.removeprefix('ftjob-')}",
+                                                   messages=QUESTION, max_tokens=2),
+                 lambda: b.fine_tuning.jobs.retrieve(job.id), lambda: b.files.retrieve(training.id)):
+        with pytest.raises(openai.NotFoundError):
+            call()
+    assert list(b.fine_tuning.jobs.list()) == [] and list(b.files.list()) == []
+
+
+def test_a_job_running_through_a_restart_of_the_service_reaches_its_end(service):
+    a = service.client("key-a")
+    prefs = a.files.create(file=("prefs.jsonl", jsonl(DPO)), purpose="fine-tune")
+    job = a.fine_tuning.jobs.create(model="tiny-llm", training_file=prefs.id,
+                                    method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.1}}})
+    wait_for(a, job.id, ("running", "succeeded", "failed"))
+    service.stop()
+    service.start()
+    a = service.client("key-a")
+    assert job.id in [j.id for j in a.fine_tuning.jobs.list()]
+    done = wait_for(a, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    losses = [e.data["train/loss"] for e in a.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+    assert len(losses) == 40 and losses[0] < losses[-1]
+
+
+def test_cancelling_a_running_job_stops_its_ray_job(service):
+    a = service.client("key-a")
+    prompts = a.files.create(file=("prompts.jsonl", jsonl(PROMPTS)), purpose="fine-tune")
+    job = a.fine_tuning.jobs.create(model="tiny-llm", training_file=prompts.id,
+                                    method={"type": "reinforcement", "reinforcement": {"grader": GRADER}})
+    wait_for(a, job.id, ("running",))
+    assert a.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+    deadline = time.monotonic() + 120
+    while not any(e.message.startswith("Ray job") and e.message.endswith("stopped")
+                  for e in a.fine_tuning.jobs.list_events(job.id, limit=100)):
+        assert time.monotonic() < deadline, "the runner did not stop the Ray job"
+        time.sleep(2)
+    assert a.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
