@@ -178,7 +178,7 @@ def test_bad_input_is_a_400_naming_the_problem(tmp_path, database, monkeypatch):
         python = {"type": "python", "name": "mine", "source": "def grade(sample, item): return 1.0"}
         body = bad_request(lambda: a.fine_tuning.jobs.create(
             model=BASE, training_file=sft.id, method={"type": "reinforcement", "reinforcement": {"grader": python}}))
-        assert "python graders" in body["message"]
+        assert body["code"] == "python_graders_disabled" and "finetune.python_graders" in body["message"]
         body = bad_request(lambda: a.fine_tuning.jobs.create(
             model=BASE, training_file=sft.id,
             method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": -1}}}))
@@ -186,6 +186,15 @@ def test_bad_input_is_a_400_naming_the_problem(tmp_path, database, monkeypatch):
         body = bad_request(lambda: a.fine_tuning.jobs.create(model=BASE, training_file=sft.id, suffix="Bad Suffix"))
         assert body["param"] == "suffix"
         assert list(a.fine_tuning.jobs.list()) == []  # nothing half-made
+    finally:
+        service.stop()
+    service = Service(tmp_path, database, monkeypatch, python_graders=True)  # the operator turns them on
+    try:
+        a = service.client("key-a")
+        prompts = upload(a, RL)
+        job = a.fine_tuning.jobs.create(model=BASE, training_file=prompts.id, method={
+            "type": "reinforcement", "reinforcement": {"grader": {**python, "name": "mine"}}})
+        assert job.method.reinforcement.grader.type == "python"
     finally:
         service.stop()
 

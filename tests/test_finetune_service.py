@@ -2,8 +2,8 @@
 `finetune.enabled`) on a real `ray start` head (127.0.0.1, token auth), jobs run as Ray jobs
 by the runner deployment on a tiny model. Upload, a supervised job polled to `succeeded`, its
 events and checkpoints, chat with `fine_tuned_model`; another tenant gets 404 for all of it; a
-DPO job that survives a restart of the service mid-run; a cancelled reinforcement job whose Ray
-job is stopped."""
+DPO job that survives a restart of the service mid-run; a reinforcement job whose string_check
+grader's reward rises; a cancelled job whose Ray job is stopped."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import openai
 import pytest
 import yaml
 
+from postgres_server import PostgresServer, postgres_bin
 from ray_head import ServeProcess, start_head, stop_head
 from test_serve_app import free_port
 from tiny_model import build_tiny_model
@@ -27,9 +28,12 @@ DPO = [{"input": {"messages": [{"role": "user", "content": f"Is {t} real? Answer
         "preferred_output": [{"role": "assistant", "content": "Yes, it is real."}],
         "non_preferred_output": [{"role": "assistant", "content": "No, it is not."}]}
        for t in ["the sky", "water", "fire", "a cat", "the moon", "bread", "a river", "snow"]]
-PROMPTS = [{"messages": [{"role": "user", "content": f"Say {w}"}], "answer": w} for w in ["yes", "no"] * 4]
-GRADER = {"type": "string_check", "name": "exact", "input": "{{ sample.output_text }}",
-          "reference": "{{ item.answer }}", "operation": "eq"}
+# What a tiny random model can learn by RL: answers that contain the row's letter (about half
+# of its answers do at first).
+PROMPTS = [{"messages": [{"role": "user", "content": f"Write {what} with the letter e in it."}], "letter": "e"}
+           for what in ["a word", "a name", "a sentence", "a greeting", "a color", "a number", "a city", "a verb"]]
+GRADER = {"type": "string_check", "name": "has_letter", "input": "{{ sample.output_text }}",
+          "reference": "{{ item.letter }}", "operation": "like"}
 SMALL = ["train.warmup_steps=0", "train.lr_scheduler=constant", "train.eval_every=0", "placement.num_workers=1",
          "data.max_length=128"]
 
@@ -41,21 +45,26 @@ def jsonl(rows) -> io.BytesIO:
 class Service:
     """`rayalign serve` with the fine-tuning service on, on the head; restartable."""
 
-    def __init__(self, root: Path, head, model: str):
+    def __init__(self, root: Path, head, model: str, database_url: str | None):
         self.port = free_port()
         settings = {"runs_dir": str(root / "runs"), "models": [model],
                     "auth": {"keys_file": str(root / "keys")},
                     "engine": {"max_model_len": 512, "max_num_seqs": 8},
                     "deployments": {"policy": {"ray_actor_options": {"num_cpus": 0}}},
-                    "finetune": {"enabled": True, "storage": str(root / "ft"), "ray_address": head.dashboard,
+                    "finetune": {"enabled": True, "storage": str(root / "ft"), "database_url": database_url,
+                                 "ray_address": head.dashboard,
                                  "poll_s": 1.0, "max_active_jobs": 3,
                                  "overrides": {"supervised": [*SMALL, "train.lr=3e-2", "train.max_steps=12",
                                                               "train.save_every=6"],
                                                "dpo": [*SMALL, "train.lr=1e-2", "train.max_steps=40",
                                                        "train.save_every=10"],
-                                               "reinforcement": ["rlhf.steps=200", "rollout.engine=hf",
-                                                                 "rlhf.samples_per_prompt=2", "data.max_length=64",
-                                                                 "rollout.max_new_tokens=8"]}}}
+                                               "reinforcement": [
+                                                   "rlhf.steps=30", "rlhf.prompts_per_step=4",
+                                                   "rlhf.samples_per_prompt=4", "rlhf.eval_every=0",
+                                                   "rollout.engine=hf", "rollout.max_new_tokens=12",
+                                                   "rollout.dtype=float32", "model.dtype=float32",
+                                                   "data.max_length=64", "train.lr=2e-2",
+                                                   "train.micro_batch_size=8"]}}}
         (root / "runs").mkdir(exist_ok=True)
         (root / "keys").write_text("key-a team-a\nkey-b team-b\n")  # a key and its tenant a line
         config = root / "serve.yaml"
@@ -75,16 +84,27 @@ class Service:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
+    """On PostgreSQL where initdb/pg_ctl are installed (the database for several replicas; CI
+    installs it), else on the default SQLite (tests/test_finetune_api.py covers both)."""
     root = tmp_path_factory.mktemp("ft-service")
     model = build_tiny_model(root / "tiny-llm", hidden_size=64, heads=2)  # head size 32: vLLM CPU runs it
-    head = start_head(num_cpus=4)
-    running = Service(root, head, model)
+    database = PostgresServer() if postgres_bin() else None
+    head = None
     try:
-        running.start()
-        yield running
+        if database is not None:
+            database.start()
+        head = start_head(num_cpus=4)
+        running = Service(root, head, model, database and database.url("postgres"))
+        try:
+            running.start()
+            yield running
+        finally:
+            running.stop()
     finally:
-        running.stop()
-        stop_head(head)
+        if head is not None:
+            stop_head(head)
+        if database is not None:
+            database.stop()
 
 
 def wait_for(client, job_id: str, statuses, timeout_s: float = 420):
@@ -147,11 +167,27 @@ def test_a_job_running_through_a_restart_of_the_service_reaches_its_end(service)
     assert len(losses) == 40 and losses[0] < losses[-1]
 
 
+def test_a_reinforcement_job_with_a_string_check_grader_raises_its_reward(service):
+    a = service.client("key-a")
+    prompts = a.files.create(file=("letters.jsonl", jsonl(PROMPTS)), purpose="fine-tune")
+    job = a.fine_tuning.jobs.create(model="tiny-llm", training_file=prompts.id, suffix="letters",
+                                    method={"type": "reinforcement", "reinforcement": {"grader": GRADER}})
+    done = wait_for(a, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    steps = sorted((e.data for e in a.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"),
+                   key=lambda d: d["step"])
+    rewards = [d["reward/has_letter_mean"] for d in steps if "reward/has_letter_mean" in d]
+    assert len(rewards) == 30
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.2, rewards
+    assert done.fine_tuned_model in [m.id for m in a.models.list().data]
+
+
 def test_cancelling_a_running_job_stops_its_ray_job(service):
     a = service.client("key-a")
-    prompts = a.files.create(file=("prompts.jsonl", jsonl(PROMPTS)), purpose="fine-tune")
-    job = a.fine_tuning.jobs.create(model="tiny-llm", training_file=prompts.id,
-                                    method={"type": "reinforcement", "reinforcement": {"grader": GRADER}})
+    training = a.files.create(file=("long.jsonl", jsonl(SFT)), purpose="fine-tune")
+    job = a.fine_tuning.jobs.create(model="tiny-llm", training_file=training.id,
+                                    method={"type": "supervised",
+                                            "supervised": {"hyperparameters": {"n_epochs": 100}}})
     wait_for(a, job.id, ("running",))
     assert a.fine_tuning.jobs.cancel(job.id).status == "cancelled"
     deadline = time.monotonic() + 120
@@ -160,3 +196,29 @@ def test_cancelling_a_running_job_stops_its_ray_job(service):
         assert time.monotonic() < deadline, "the runner did not stop the Ray job"
         time.sleep(2)
     assert a.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
+
+
+def test_a_paused_job_stops_and_resumed_runs_on_from_its_last_checkpoint(service):
+    a = service.client("key-a")
+    training = a.files.create(file=("paused.jsonl", jsonl(SFT)), purpose="fine-tune")
+    job = a.fine_tuning.jobs.create(model="tiny-llm", training_file=training.id,
+                                    method={"type": "supervised",
+                                            "supervised": {"hyperparameters": {"n_epochs": 100}}})  # 400 steps
+    deadline = time.monotonic() + 300
+    while not a.fine_tuning.jobs.checkpoints.list(job.id).data:
+        assert time.monotonic() < deadline, "no checkpoint yet"
+        time.sleep(0.5)
+    assert a.fine_tuning.jobs.pause(job.id).status == "paused"
+    while not any(e.message.endswith("stopped") for e in a.fine_tuning.jobs.list_events(job.id, limit=100)):
+        assert time.monotonic() < deadline, "the runner did not stop the paused job's Ray job"
+        time.sleep(1)
+    assert a.fine_tuning.jobs.retrieve(job.id).status == "paused"
+    assert a.fine_tuning.jobs.resume(job.id).status == "queued"
+    done = wait_for(a, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    events = list(reversed(list(a.fine_tuning.jobs.list_events(job.id, limit=100))))  # oldest first, 100 newest
+    resumed = next(i for i, e in enumerate(events) if e.message.startswith("Fine-tuning job resumed"))
+    saved = {c.step_number for c in a.fine_tuning.jobs.checkpoints.list(job.id, limit=100)}
+    first_after = next(e.data["step"] for e in events[resumed:] if e.type == "metrics")
+    assert first_after - 1 in saved and first_after > 1  # on from a checkpoint, not from the start
+    assert events[-2].data["step"] == 400

@@ -85,6 +85,27 @@ def test_a_job_moves_through_openais_lifecycle_and_its_objects_parse(database, t
     assert caught.value.code == "job_finished"
 
 
+def test_a_running_job_pauses_and_resumes_and_the_runner_is_told_to_stop_it(database, tmp_path):
+    store = make_store(database, tmp_path)
+    training = store.create_file("team-a", "train.jsonl", "fine-tune", ROWS)
+    job = store.create_job("team-a", "smollm2-135m-instruct", training.id, SUPERVISED)
+    with pytest.raises(ServiceError, match="only a running job can be paused"):
+        store.pause_job("team-a", job.id)
+    store.move(job.id, "queued")
+    store.move(job.id, "running")
+    store.note(job.id, ray_job="rayalign-ft-1", run_dir="/runs/ft-1", stopped=False)
+    assert store.pause_job("team-a", job.id).status == "paused"
+    assert [j.id for j in store.to_stop()] == [job.id] and store.active_jobs() == []
+    with pytest.raises(NotFound):
+        store.resume_job("team-b", job.id)
+    store.note(job.id, stopped=True)
+    assert store.to_stop() == []
+    assert store.resume_job("team-a", job.id).status == "queued"
+    with pytest.raises(ServiceError, match="only a paused job can be resumed"):
+        store.resume_job("team-a", job.id)
+    assert store.cancel_job("team-a", job.id).status == "cancelled"
+
+
 def test_another_tenant_sees_none_of_a_job(database, tmp_path):
     store = make_store(database, tmp_path)
     training = store.create_file("team-a", "train.jsonl", "fine-tune", ROWS)
@@ -104,7 +125,7 @@ def test_the_concurrent_job_limit_counts_only_unfinished_jobs(database, tmp_path
     store = make_store(database, tmp_path, max_active_jobs=2)
     training = store.create_file("team-a", "train.jsonl", "fine-tune", ROWS)
     first, _ = (store.create_job("team-a", "m", training.id, SUPERVISED) for _ in range(2))
-    with pytest.raises(LimitReached, match="2 jobs validating, queued or running; the limit is 2"):
+    with pytest.raises(LimitReached, match="2 jobs validating, queued, running or paused; the limit is 2"):
         store.create_job("team-a", "m", training.id, SUPERVISED)
     store.cancel_job("team-a", first.id)
     store.create_job("team-a", "m", training.id, SUPERVISED)

@@ -4,6 +4,8 @@ the formula evaluator, every refusal, and a score_model grader against a real lo
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -103,8 +105,10 @@ def test_formula_refusals(formula, message):
 
 
 def test_refusals_and_error_paths():
-    with pytest.raises(ValidationError, match="tenant code.*operator switch and isolation"):
-        source({"type": "python", "name": "p", "source": "def grade(s, i): return 1"})
+    with pytest.raises(ValidationError, match="source must define grade"):
+        source({"type": "python", "name": "p", "source": "def score(s, i): return 1"})
+    with pytest.raises(ValidationError, match="source, line 1"):
+        source({"type": "python", "name": "p", "source": "def grade(s, i) return 1"})
     with pytest.raises(ValidationError, match="label_model graders are not supported"):
         source({"type": "label_model", "name": "l"})
     with pytest.raises(ValidationError, match=r"grader\.multi\.graders\.exact\.string_check\.operation"):
@@ -173,3 +177,57 @@ def test_lineage_of_a_rule_grader():
     parent = reward_ref(source(multi("exact")))
     assert parent["kind"] == "rule" and parent["ref"] == "grader:multi" and "ai" not in parent
     assert reward_split(parent) == {"ai": {}, "human": 1.0, "unknown": 0.0}
+
+
+def python_grader(body: str) -> GraderScorer:
+    return GraderScorer(source({"type": "python", "name": "py", "source": body}).grader, name="py")
+
+
+def test_a_python_grader_scores_a_batch_in_its_own_process():
+    scorer = python_grader("import os\n"
+                           "def grade(sample, item):\n"
+                           "    words = sample['output_text'].split()\n"
+                           "    bonus = 0.5 if (sample['output_json'] or {}).get('ok') else 0.0\n"
+                           "    return (item['want'] in words) + bonus + 10 * (os.getpid() == item['parent'])\n")
+    rows = [{"want": "yes", "parent": os.getpid()}] * 3
+    assert scorer(["p"] * 3, ["yes it is", "no", '{"ok": true}'], rows) == [1.0, 0.0, 0.5]
+    inner = {"type": "python", "name": "inner", "source": "def grade(s, i): return len(s['output_text'])"}
+    nested = {**multi("2 * inner"), "graders": {"inner": inner}}
+    assert GraderScorer(source(nested).grader, name="m")(["p"], ["abc"], [{}]) == [6.0]
+
+
+def test_a_python_grader_has_no_network_no_files_and_limits(monkeypatch):
+    """Its own network namespace: a server this test runs on 127.0.0.1 cannot be reached from it."""
+    from rayalign.rewards import sandbox
+
+    monkeypatch.setattr(sandbox, "CPU_S", 2)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # reachable from here
+        reach = python_grader("import socket\n"
+                              "def grade(sample, item):\n"
+                              "    try:\n"
+                              f"        socket.create_connection(('127.0.0.1', {port}), timeout=5).close()\n"
+                              "        return 1.0\n"
+                              "    except OSError:\n"
+                              "        return 0.0\n")
+        assert reach(["p"], ["x"], [{}]) == [0.0]
+    finally:
+        server.shutdown()
+        server.server_close()
+    write = python_grader("def grade(sample, item):\n    with open('out.txt', 'w') as out:\n"
+                          "        out.write('x' * 10)\n    return 1.0\n")
+    with pytest.raises(RewardError, match="row 0: OSError: .*File too large"):
+        write(["p"], ["x"], [{}])
+    hog = python_grader("def grade(sample, item):\n    return len(bytearray(4 << 30))\n")
+    with pytest.raises(RewardError, match="grader 'py', python 'py': row 0: over the memory limit"):
+        hog(["p"], ["x"], [{}])
+    spin = python_grader("def grade(sample, item):\n    while True:\n        pass\n")
+    with pytest.raises(RewardError, match="over the CPU limit of 2 s"):
+        spin(["p"], ["x"], [{}])
+    broken = python_grader("def grade(sample, item):\n    return item['missing']\n")
+    with pytest.raises(RewardError, match="row 0: KeyError: 'missing'"):
+        broken(["p"], ["x"], [{}])

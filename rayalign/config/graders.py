@@ -1,8 +1,9 @@
 """OpenAI grader objects (reinforcement fine-tuning's `grader`), validated in OpenAI's own schema.
 
 A `type: grader` reward source holds one of these under `grader:`; rayalign/rewards/graders.py
-scores with it. `python` and `label_model` graders, and the `cosine` and `meteor` metrics, are
-refused here with the reason and what to use instead.
+scores with it (a `python` grader in a sandbox process, rayalign/rewards/sandbox.py).
+`label_model` graders, and the `cosine` and `meteor` metrics, are refused here with the reason
+and what to use instead.
 """
 
 from __future__ import annotations
@@ -129,21 +130,39 @@ class MultiGrader(_Grader):
         return self
 
 
-class RefusedGrader(_Strict):
-    """python, label_model: accepted by OpenAI, refused here with the reason."""
+class PythonGrader(_Grader):
+    """`source` defines `grade(sample, item) -> float`; run isolated (rayalign/rewards/sandbox.py).
+    `image_tag` is carried for OpenAI compatibility: the grader runs with the worker's Python."""
 
-    type: Literal["python", "label_model"]
+    type: Literal["python"]
+    source: str
+    image_tag: str | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _defines_grade(cls, source: str) -> str:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as exc:
+            raise ValueError(f"source, line {exc.lineno}: {exc.msg}") from None
+        if not any(isinstance(node, ast.FunctionDef) and node.name == "grade" for node in tree.body):
+            raise ValueError("source must define grade(sample, item) at the top level")
+        return source
+
+
+class RefusedGrader(_Strict):
+    """label_model: accepted by OpenAI, refused here with the reason."""
+
+    type: Literal["label_model"]
     model_config = {"extra": "allow"}
 
     @model_validator(mode="after")
     def _refuse(self):
-        if self.type == "python":
-            raise ValueError("python graders run tenant code; they will come with an operator switch and "
-                             "isolation in a later change. Use string_check, text_similarity, score_model or multi")
         raise ValueError("label_model graders are not supported yet; use score_model with a numeric answer")
 
 
-Grader = Annotated[Union[StringCheckGrader, TextSimilarityGrader, ScoreModelGrader, MultiGrader, RefusedGrader],
+Grader = Annotated[Union[StringCheckGrader, TextSimilarityGrader, ScoreModelGrader, MultiGrader, PythonGrader,
+                         RefusedGrader],
                    Field(discriminator="type")]
 MultiGrader.model_rebuild()
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter, ValidationError
 
 from rayalign.config import ConfigError, load_config
-from rayalign.config.graders import Grader
+from rayalign.config.graders import Grader, walk
 from rayalign.finetune.errors import ServiceError
 
 COMMANDS = {"supervised": "sft", "dpo": "dpo", "reinforcement": "rlhf"}
@@ -40,8 +40,9 @@ class JobRun:
     overrides: list[str]
 
 
-def check_method(method: dict, extension: dict | None) -> dict:
-    """OpenAI's `method` object, checked (type, hyperparameters, grader); the stored form."""
+def check_method(method: dict, extension: dict | None, python_graders: bool = False) -> dict:
+    """OpenAI's `method` object, checked (type, hyperparameters, grader); the stored form.
+    `python_graders`: whether the operator lets tenants' python graders run (isolated)."""
     if not isinstance(method, dict) or method.get("type") not in COMMANDS:
         raise ServiceError(f"method.type must be one of {', '.join(COMMANDS)}", "invalid_method", "method.type")
     kind = method["type"]
@@ -63,12 +64,16 @@ def check_method(method: dict, extension: dict | None) -> dict:
             raise ServiceError("a reinforcement job needs method.reinforcement.grader", "invalid_grader",
                                "method.reinforcement.grader")
         try:
-            TypeAdapter(Grader).validate_python(settings["grader"])
+            grader = TypeAdapter(Grader).validate_python(settings["grader"])
         except ValidationError as exc:
             problem = exc.errors()[0]
             where = ".".join(str(p) for p in problem["loc"])
             raise ServiceError(f"grader{'.' + where if where else ''}: {problem['msg']}", "invalid_grader",
                                "method.reinforcement.grader") from None
+        if not python_graders and any(g.type == "python" for g in walk(grader)):
+            raise ServiceError("python graders are off on this service (they run tenants' code; the operator "
+                               "turns them on with finetune.python_graders); use string_check, text_similarity, "
+                               "score_model or multi", "python_graders_disabled", "method.reinforcement.grader")
     unknown = sorted(set(extension or {}) - EXTENSIONS)
     if unknown:
         raise ServiceError(f"rayalign.{unknown[0]} is not a rayalign extension ({', '.join(sorted(EXTENSIONS))})",

@@ -6,6 +6,8 @@
                       `rayalign sft|dpo|rlhf` a user would run                          -> running
     running           each new metrics line of the run folder an event, each saved step a
                       checkpoint; the Ray job's end decides      -> succeeded | failed | cancelled
+    paused            the Ray job stopped; resumed, the job is queued again and its run
+                      starts from its last checkpoint, as any rayalign run does
 
 All state is in the Store: `step()` reads the unfinished jobs and does the next thing for each,
 so a runner started after a restart carries on where the last one stopped (a Ray job keeps
@@ -54,7 +56,7 @@ class Runner:
         return self._jobs
 
     def step(self) -> None:
-        """One pass over the unfinished jobs, and over cancelled ones whose Ray job may still run."""
+        """One pass over the unfinished jobs, and over cancelled or paused ones whose Ray job may still run."""
         for job in self.store.active_jobs():
             try:
                 {"validating_files": self.prepare, "queued": self.submit, "running": self.watch}[job.status](job)
@@ -62,7 +64,7 @@ class Runner:
                 logger.info("fine-tuning job %s: %s", job.id, exc)
             except Exception as exc:  # the cluster unreachable, a broken file system: retried next pass
                 logger.warning("fine-tuning job %s: %s: %s", job.id, type(exc).__name__, exc)
-        for job in self.store.cancelled_with_ray_jobs():
+        for job in self.store.to_stop():
             self.stop(job)
 
     # ------------------------------------------------------------------ validating_files -> queued
@@ -95,18 +97,20 @@ class Runner:
 
     # ------------------------------------------------------------------ queued -> running
     def submit(self, job: Job) -> None:
+        """Submit the run; a resumed job's run starts from its run folder's last checkpoint."""
         folder = Path(self.settings.storage).resolve() / "jobs" / job.id
         run = json.loads((folder / "run.json").read_text())
         workdir = Path(tempfile.mkdtemp(prefix="stage-", dir=folder))
         staged = stage_run([run["command"]], run["recipe"], run["overrides"], [], str(self.runs_dir), workdir)
         submission = ray_jobs.submit(self.jobs, staged)
-        self.store.note(job.id, ray_job=submission, run_dir=staged.run_dir)
+        self.store.note(job.id, ray_job=submission, run_dir=staged.run_dir, stopped=False)
         try:
             self.store.move(job.id, "running")
         except ServiceError:  # cancelled while it was being submitted
             self.stop(self.store.job(job.id))
             raise
-        self.store.add_event(job.id, f"Fine-tuning job started (Ray job {submission})")
+        resumed = job.progress > 0
+        self.store.add_event(job.id, f"Fine-tuning job {'resumed' if resumed else 'started'} (Ray job {submission})")
 
     # ------------------------------------------------------------------ running -> the end
     def watch(self, job: Job) -> None:

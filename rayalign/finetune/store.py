@@ -26,7 +26,8 @@ from rayalign.runs import write_atomic
 ACTIVE = ("validating_files", "queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
 NEXT = {"validating_files": ("queued", "failed", "cancelled"), "queued": ("running", "failed", "cancelled"),
-        "running": ("succeeded", "failed", "cancelled")}
+        "running": ("succeeded", "failed", "cancelled", "paused"), "paused": ("queued", "cancelled")}
+UNFINISHED = (*ACTIVE, "paused")  # what counts against a tenant's limit on jobs
 TENANT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -118,9 +119,9 @@ class Store:
                   progress=0, stopped=False)
         with self.session() as session, session.begin():
             active = session.scalar(select(func.count()).select_from(Job)
-                                    .where(Job.tenant == tenant, Job.status.in_(ACTIVE)))
+                                    .where(Job.tenant == tenant, Job.status.in_(UNFINISHED)))
             if active >= self.limits.max_active_jobs:
-                raise LimitReached(f"this tenant has {active} jobs validating, queued or running; the limit is "
+                raise LimitReached(f"this tenant has {active} jobs validating, queued, running or paused; the limit is "
                                    f"{self.limits.max_active_jobs}", "too_many_active_jobs")
             session.add(job)
         return job
@@ -163,11 +164,11 @@ class Store:
         with self.session() as session, session.begin():
             session.execute(update(Job).where(Job.id == job_id).values(**fields))
 
-    def cancelled_with_ray_jobs(self) -> list[Job]:
-        """Cancelled jobs whose Ray job the runner has not stopped yet."""
+    def to_stop(self) -> list[Job]:
+        """Cancelled or paused jobs whose Ray job the runner has not stopped yet."""
         with self.session() as session:
-            return list(session.scalars(select(Job).where(Job.status == "cancelled", Job.ray_job.is_not(None),
-                                                          Job.stopped.is_(False))))
+            return list(session.scalars(select(Job).where(Job.status.in_(("cancelled", "paused")),
+                                                          Job.ray_job.is_not(None), Job.stopped.is_(False))))
 
     def checkpoints_of(self, job_id: str) -> list[Checkpoint]:
         with self.session() as session:
@@ -189,6 +190,21 @@ class Store:
         if job.status in TERMINAL:
             raise ServiceError(f"fine-tuning job {job_id} is already {job.status}", "job_finished")
         return self.move(job_id, "cancelled")
+
+    def pause_job(self, tenant: str, job_id: str) -> Job:
+        """A running job stops at once and keeps its checkpoints; resume_job runs it on from the last."""
+        job = self.get_job(tenant, job_id)
+        if job.status != "running":
+            raise ServiceError(f"fine-tuning job {job_id} is {job.status}; only a running job can be paused",
+                               "invalid_status_change")
+        return self.move(job_id, "paused")
+
+    def resume_job(self, tenant: str, job_id: str) -> Job:
+        job = self.get_job(tenant, job_id)
+        if job.status != "paused":
+            raise ServiceError(f"fine-tuning job {job_id} is {job.status}; only a paused job can be resumed",
+                               "invalid_status_change")
+        return self.move(job_id, "queued")
 
     # ------------------------------------------------------------------ events and checkpoints
 

@@ -5,7 +5,8 @@ the completion parsed as JSON, `{{ item.<f>[.<g>] }}` a field of the prompt row'
 field the row lacks, or output that is not JSON, is a RewardError naming the grader and row.
 A score_model answer without a number is a RewardError too (no silent fallback score); its
 first number, clipped to the grader's `range`, is the score. string_check's `like` is "the
-input contains the reference", `ilike` the same ignoring case.
+input contains the reference", `ilike` the same ignoring case. A python grader runs isolated
+(rayalign/rewards/sandbox.py), a batch to a process.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import re
 
 from rapidfuzz import fuzz
 
-from rayalign.config.graders import (FORMULA_FUNCTIONS, TEMPLATE, MultiGrader, ScoreModelGrader,
+from rayalign.config.graders import (FORMULA_FUNCTIONS, TEMPLATE, MultiGrader, PythonGrader, ScoreModelGrader,
                                      StringCheckGrader, TextSimilarityGrader, check_formula, walk)
 from rayalign.rewards.remote import JsonClient
+from rayalign.rewards.sandbox import run_python_grader
 from rayalign.rewards.values import RewardError
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -83,6 +85,9 @@ class GraderScorer:
 
     def __call__(self, prompts: list, completions: list, metadata: list[dict] | None = None) -> list[float]:
         metadata = metadata if metadata is not None else [{} for _ in prompts]
+        if isinstance(self.grader, PythonGrader):  # one isolated process for the batch
+            where = f"grader {self.name!r}, python {self.grader.name!r}"
+            return run_python_grader(self.grader.source, list(completions), list(metadata), where)
         return [self.score(self.grader, c, row, f"grader {self.name!r}, row {i}")
                 for i, (c, row) in enumerate(zip(completions, metadata))]
 
@@ -93,6 +98,8 @@ class GraderScorer:
             return float(evaluate(formula(grader.calculate_output, tuple(values)).body, values, where))
         if isinstance(grader, ScoreModelGrader):
             return self.ask(grader, completion, row, where)
+        if isinstance(grader, PythonGrader):
+            return run_python_grader(grader.source, [completion], [row], where)[0]
         text, reference = (render(grader.input, completion, row, where), render(grader.reference, completion, row, where))
         if isinstance(grader, StringCheckGrader):
             hit = {"eq": text == reference, "ne": text != reference, "like": reference in text,

@@ -5,7 +5,7 @@
     GET    /v1/files/{id}   /v1/files/{id}/content   DELETE /v1/files/{id}
     POST   /v1/fine_tuning/jobs                      create (model, training_file, method, ...)
     GET    /v1/fine_tuning/jobs[?limit&after]        list      GET /v1/fine_tuning/jobs/{id}
-    POST   /v1/fine_tuning/jobs/{id}/cancel
+    POST   /v1/fine_tuning/jobs/{id}/cancel   .../{id}/pause   .../{id}/resume
     GET    /v1/fine_tuning/jobs/{id}/events          GET /v1/fine_tuning/jobs/{id}/checkpoints
 
 The tenant is the API key's (rayalign.serving.tenants.request_tenant); every read is by
@@ -151,7 +151,7 @@ def _router(settings: FineTuneSettings, bases: dict[str, str]) -> APIRouter:
                                "model_not_available", "model")
         method = body.get("method") or {"type": "supervised",
                                         "supervised": {"hyperparameters": body.get("hyperparameters") or {}}}
-        method = check_method(method, body.get("rayalign"))
+        method = check_method(method, body.get("rayalign"), settings.python_graders)
         suffix = body.get("suffix")
         if suffix is not None and (not isinstance(suffix, str) or not 0 < len(suffix) <= 64
                                    or not set(suffix) <= SUFFIX_CHARS):
@@ -188,6 +188,14 @@ def _router(settings: FineTuneSettings, bases: dict[str, str]) -> APIRouter:
     @router.post("/fine_tuning/jobs/{job_id}/cancel")
     async def cancel_job(job_id: str) -> JSONResponse:
         return JSONResponse(objects.job_object(state().cancel_job(request_tenant(), job_id)))
+
+    @router.post("/fine_tuning/jobs/{job_id}/pause")
+    async def pause_job(job_id: str) -> JSONResponse:
+        return JSONResponse(objects.job_object(state().pause_job(request_tenant(), job_id)))
+
+    @router.post("/fine_tuning/jobs/{job_id}/resume")
+    async def resume_job(job_id: str) -> JSONResponse:
+        return JSONResponse(objects.job_object(state().resume_job(request_tenant(), job_id)))
 
     @router.get("/fine_tuning/jobs/{job_id}/events")
     async def list_events(job_id: str, limit: int = 20, after: str | None = None) -> JSONResponse:

@@ -107,6 +107,7 @@ class FineTuneSettings(_Strict):
     RAY_ADDRESS, else http://127.0.0.1:8265). `recipes`: the recipe each OpenAI method runs,
     with the operator's `overrides` (key=value) applied before the job's hyperparameters.
     `score_model_url`: the chat server score_model graders ask (e.g. this service's /v1).
+    `python_graders`: let tenants' python graders run (isolated, rayalign/rewards/sandbox.py).
     Limits are per tenant."""
 
     enabled: bool = False
@@ -117,6 +118,7 @@ class FineTuneSettings(_Strict):
         "supervised": "quickstart", "dpo": "dpo", "reinforcement": "rlhf_grpo"}
     overrides: dict[Literal["supervised", "dpo", "reinforcement"], list[str]] = {}
     score_model_url: str | None = None
+    python_graders: bool = False
     max_file_bytes: int = Field(512 * 2**20, gt=0)
     max_stored_bytes: int = Field(8 * 2**30, gt=0)
     max_active_jobs: int = Field(2, gt=0)
