@@ -131,6 +131,32 @@ def test_the_concurrent_job_limit_counts_only_unfinished_jobs(database, tmp_path
     store.create_job("team-a", "m", training.id, SUPERVISED)
 
 
+def test_two_replicas_creating_at_once_stay_within_the_tenants_limits(database, tmp_path):
+    """Eight creators (two Stores, as two replicas) at once: exactly the limit's worth succeed."""
+    stores = [make_store(database, tmp_path, max_active_jobs=2, max_stored_bytes=3 * len(ROWS)) for _ in range(2)]
+    training = stores[0].create_file("team-a", "train.jsonl", "fine-tune", ROWS)
+    outcomes, barrier = {"job": [], "file": []}, threading.Barrier(8)
+
+    def create(store, kind):
+        barrier.wait()
+        try:
+            if kind == "job":
+                store.create_job("team-a", "m", training.id, SUPERVISED)
+            else:
+                store.create_file("team-a", "more.jsonl", "fine-tune", ROWS)
+            outcomes[kind].append("created")
+        except LimitReached:
+            outcomes[kind].append("limit")
+
+    threads = [threading.Thread(target=create, args=(stores[i % 2], ("job", "file")[i // 4])) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes["job"]) == ["created"] * 2 + ["limit"] * 2, outcomes
+    assert sorted(outcomes["file"]) == ["created"] * 2 + ["limit"] * 2, outcomes  # 1 + 2 files of 3
+
+
 def test_concurrent_writers_move_a_job_once(database, tmp_path):
     """Eight writers (two Stores, as two replicas) race to start one queued job: one wins."""
     stores = [make_store(database, tmp_path) for _ in range(2)]

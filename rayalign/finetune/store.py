@@ -3,7 +3,8 @@
 Every read a client asks for is by (tenant, id): an id that is unknown, deleted or another
 tenant's is the same NotFound. Uploaded bytes go to `<storage>/files/<tenant>/<id>` (written to
 a temporary name, fsync'd, renamed) before the row that names them is committed, so a crash
-leaves no row without its bytes. Status changes are compare-and-set updates, so two service
+leaves no row without its bytes. Per-tenant limits are checked and the row written in one
+transaction under the tenant's lock (PostgreSQL). Status changes are compare-and-set updates, so two service
 replicas (or a replica and the job runner) never both move a job. A new Store on the same
 database URL and storage folder sees everything: that is what survives a restart.
 """
@@ -13,10 +14,11 @@ from __future__ import annotations
 import re
 import secrets
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from rayalign.finetune.db import Checkpoint, Job, JobEvent, StoredFile, connect
@@ -64,20 +66,21 @@ class Store:
         if len(data) > self.limits.max_file_bytes:
             raise ServiceError(f"the file is {len(data)} bytes; the limit is {self.limits.max_file_bytes}",
                                "file_too_large", "file")
-        with self.session() as session:
-            stored = session.scalar(select(func.coalesce(func.sum(StoredFile.bytes), 0))
-                                    .where(StoredFile.tenant == tenant))
-        if stored + len(data) > self.limits.max_stored_bytes:
-            raise LimitReached(f"storing {len(data)} more bytes would pass this tenant's limit of "
-                               f"{self.limits.max_stored_bytes} (now {stored}); delete files first",
-                               "storage_limit_reached", "file")
         row = StoredFile(id=new_id("file"), tenant=tenant, filename=filename, purpose=purpose, bytes=len(data),
                          created_at=int(time.time()), path="")
         path = self.storage / "files" / tenant / f"{row.id}.jsonl"
         write_atomic(path, data)
         row.path = str(path)
         try:
-            self._add(row)
+            with self.session() as session, session.begin():
+                self._lock_tenant(session, tenant)
+                stored = session.scalar(select(func.coalesce(func.sum(StoredFile.bytes), 0))
+                                        .where(StoredFile.tenant == tenant))
+                if stored + len(data) > self.limits.max_stored_bytes:
+                    raise LimitReached(f"storing {len(data)} more bytes would pass this tenant's limit of "
+                                       f"{self.limits.max_stored_bytes} (now {stored}); delete files first",
+                                       "storage_limit_reached", "file")
+                session.add(row)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -118,6 +121,7 @@ class Store:
                   trained_tokens=None, result_files=[], created_at=int(time.time()), finished_at=None,
                   progress=0, stopped=False)
         with self.session() as session, session.begin():
+            self._lock_tenant(session, tenant)
             active = session.scalar(select(func.count()).select_from(Job)
                                     .where(Job.tenant == tenant, Job.status.in_(UNFINISHED)))
             if active >= self.limits.max_active_jobs:
@@ -193,18 +197,17 @@ class Store:
 
     def pause_job(self, tenant: str, job_id: str) -> Job:
         """A running job stops at once and keeps its checkpoints; resume_job runs it on from the last."""
-        job = self.get_job(tenant, job_id)
-        if job.status != "running":
-            raise ServiceError(f"fine-tuning job {job_id} is {job.status}; only a running job can be paused",
-                               "invalid_status_change")
-        return self.move(job_id, "paused")
+        return self._client_move(tenant, job_id, "running", "paused", "paused")
 
     def resume_job(self, tenant: str, job_id: str) -> Job:
+        return self._client_move(tenant, job_id, "paused", "queued", "resumed")
+
+    def _client_move(self, tenant: str, job_id: str, source: str, target: str, verb: str) -> Job:
         job = self.get_job(tenant, job_id)
-        if job.status != "paused":
-            raise ServiceError(f"fine-tuning job {job_id} is {job.status}; only a paused job can be resumed",
+        if job.status != source:
+            raise ServiceError(f"fine-tuning job {job_id} is {job.status}; only a {source} job can be {verb}",
                                "invalid_status_change")
-        return self.move(job_id, "queued")
+        return self.move(job_id, target)
 
     # ------------------------------------------------------------------ events and checkpoints
 
@@ -229,6 +232,15 @@ class Store:
         return self._page(query, Checkpoint, after and self._seq(Checkpoint, job_id, after), limit)
 
     # ------------------------------------------------------------------ shared
+
+    def _lock_tenant(self, session: Session, tenant: str) -> None:
+        """Hold a lock until the transaction ends, so that two writers checking a limit at once see
+        each other's rows: the tenant's advisory lock on PostgreSQL; on SQLite the database's write
+        lock, taken by a write that changes nothing, before anything is read."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(tenant.encode())})
+        else:
+            session.execute(text("UPDATE files SET seq = seq WHERE 0 = 1"))
 
     def _add(self, row):
         with self.session() as session, session.begin():
