@@ -46,7 +46,7 @@ class Service:
     """`rayalign serve` with the fine-tuning service on, on the head; restartable."""
 
     def __init__(self, root: Path, head, model: str, database_url: str | None):
-        self.port = free_port()
+        self.root, self.port = root, free_port()
         settings = {"runs_dir": str(root / "runs"), "models": [model],
                     "auth": {"keys_file": str(root / "keys")},
                     "engine": {"max_model_len": 512, "max_num_seqs": 8},
@@ -54,6 +54,7 @@ class Service:
                     "finetune": {"enabled": True, "storage": str(root / "ft"), "database_url": database_url,
                                  "ray_address": head.dashboard,
                                  "poll_s": 1.0, "max_active_jobs": 3,
+                                 "score_model_url": f"http://127.0.0.1:{free_port()}",  # nothing listens there
                                  "overrides": {"supervised": [*SMALL, "train.lr=3e-2", "train.max_steps=12",
                                                               "train.save_every=6"],
                                                "dpo": [*SMALL, "train.lr=1e-2", "train.max_steps=40",
@@ -216,9 +217,26 @@ def test_a_paused_job_stops_and_resumed_runs_on_from_its_last_checkpoint(service
     assert a.fine_tuning.jobs.resume(job.id).status == "queued"
     done = wait_for(a, job.id, ("succeeded", "failed", "cancelled"))
     assert done.status == "succeeded", done.error
-    events = list(reversed(list(a.fine_tuning.jobs.list_events(job.id, limit=100))))  # oldest first, 100 newest
-    resumed = next(i for i, e in enumerate(events) if e.message.startswith("Fine-tuning job resumed"))
+    events = list(reversed(list(a.fine_tuning.jobs.list_events(job.id, limit=100))))  # every page, oldest first
+    assert sum(e.message.startswith("Fine-tuning job resumed") for e in events) == 1
     saved = {c.step_number for c in a.fine_tuning.jobs.checkpoints.list(job.id, limit=100)}
-    first_after = next(e.data["step"] for e in events[resumed:] if e.type == "metrics")
-    assert first_after - 1 in saved and first_after > 1  # on from a checkpoint, not from the start
-    assert events[-2].data["step"] == 400
+    steps = [e.data["step"] for e in events if e.type == "metrics"]
+    assert steps.count(1) == 1 and steps[-1] == 400 and set(steps) - {0} == set(range(1, 401))  # not from scratch
+    drops = [i for i in range(1, len(steps)) if steps[i] <= steps[i - 1]]  # where the resumed run logs again
+    assert len(drops) <= 1 and all(steps[i] - 1 in saved for i in drops), (drops, saved)
+
+
+def test_a_job_that_fails_says_why_in_openais_error(service):
+    """A score_model grader whose chat server is down: the run stops at its first reward."""
+    a = service.client("key-a")
+    prompts = a.files.create(file=("judged.jsonl", jsonl(PROMPTS)), purpose="fine-tune")
+    judge = {"type": "score_model", "name": "judge", "model": "tiny-llm",
+             "input": [{"role": "user", "content": "Rate from 0 to 1: {{ sample.output_text }}"}]}
+    job = a.fine_tuning.jobs.create(model="tiny-llm", training_file=prompts.id,
+                                    method={"type": "reinforcement", "reinforcement": {"grader": judge}})
+    done = wait_for(a, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "failed" and done.error.code == "training_failed", done
+    assert "judge" in done.error.message and "127.0.0.1" in done.error.message, done.error.message
+    assert str(service.root) not in done.error.message  # no server paths in what a tenant reads
+    assert done.fine_tuned_model is None and done.finished_at
+    assert next(iter(a.fine_tuning.jobs.list_events(job.id))).level == "error"
