@@ -42,11 +42,11 @@ def run_name(job: Job) -> str:
 
 
 class Runner:
-    def __init__(self, store: Store, settings, bases: dict[str, str], jobs_client=None):
+    def __init__(self, store: Store, settings, bases: dict[str, str]):
         """`settings`: FineTuneSettings; `bases`: served base model name -> what a recipe names
         it by (a built-in name or a folder)."""
         self.store, self.settings, self.bases = store, settings, bases
-        self._jobs = jobs_client
+        self._jobs = None  # the job server's client, made on first use
         self.runs_dir = Path(settings.storage).resolve() / "runs"
 
     @property
@@ -69,6 +69,9 @@ class Runner:
 
     # ------------------------------------------------------------------ validating_files -> queued
     def prepare(self, job: Job) -> None:
+        if job.model not in self.bases:  # the service restarted without that base model
+            self._fail(job, "model_not_available", f"model {job.model!r} is no longer served here", "model")
+            return
         folder = Path(self.settings.storage).resolve() / "jobs" / job.id
         kind = job.method["type"]
         paths = {}
@@ -114,7 +117,12 @@ class Runner:
 
     # ------------------------------------------------------------------ running -> the end
     def watch(self, job: Job) -> None:
-        ray_job = ray_jobs.find(self.jobs, job.ray_job)
+        try:
+            ray_job = ray_jobs.find(self.jobs, job.ray_job)
+        except ray_jobs.NoSuchJob:  # a cluster started anew, without the old one's job table
+            self._fail(job, "job_lost", f"the cluster no longer knows Ray job {job.ray_job}; create the job again",
+                       None)
+            return
         self.record_progress(job)
         if ray_job.status in ray_jobs.ACTIVE:
             return
@@ -161,7 +169,11 @@ class Runner:
         return message.replace(str(Path(self.settings.storage).resolve()), "<storage>")
 
     def stop(self, job: Job) -> None:
-        if job.ray_job and ray_jobs.find(self.jobs, job.ray_job).status in ray_jobs.ACTIVE:
+        try:
+            active = bool(job.ray_job) and ray_jobs.find(self.jobs, job.ray_job).status in ray_jobs.ACTIVE
+        except ray_jobs.NoSuchJob:  # gone with a cluster started anew: nothing left to stop
+            active = False
+        if active:
             self.jobs.stop_job(job.ray_job)
             self.store.add_event(job.id, f"Ray job {job.ray_job} stopped")
         self.store.note(job.id, stopped=True)

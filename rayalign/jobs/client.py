@@ -28,6 +28,10 @@ class JobError(RuntimeError):
     """The cluster cannot be reached, refuses the token, or has no such job."""
 
 
+class NoSuchJob(JobError):
+    """The cluster answers but does not know the job (or it was never there)."""
+
+
 @dataclass
 class Job:
     id: str
@@ -113,7 +117,7 @@ def find(jobs, name: str) -> Job:
             return job
     of_run = [job for job in found if job.run == name]
     if not of_run:
-        raise JobError(f"no job or run named {name!r} on this cluster (rayalign jobs list shows them)")
+        raise NoSuchJob(f"no job or run named {name!r} on this cluster (rayalign jobs list shows them)")
     return of_run[-1]
 
 

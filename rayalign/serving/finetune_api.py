@@ -68,6 +68,12 @@ class FineTuning:
     def owns_adapter(self, tenant: str, adapter: str) -> bool:
         return any(f"{job.model}:{run_name(job)}" == adapter for job in self.store.fine_tuned_models(tenant))
 
+    def served(self, tenant: str) -> dict[str, str]:
+        """The tenant's fine-tuned models that are LoRA adapters (served at once): name -> base. A
+        full-weights result stays in its run folder until it is deployed as a model of its own."""
+        return {job.fine_tuned_model: job.model for job in self.store.fine_tuned_models(tenant)
+                if (Path(self.runs_dir) / run_name(job) / "final" / "adapter_config.json").is_file()}
+
 
 @functools.lru_cache(maxsize=4)
 def _service(settings_json: str, bases_json: str) -> FineTuning:

@@ -77,8 +77,8 @@ class RayalignIngress(OpenAiIngress):
         """The tenant's fine-tuned models: name -> base."""
         if self.fine_tuning is None:
             return {}
-        return {job.fine_tuned_model: job.model for job in self.fine_tuning.store.fine_tuned_models(current_tenant.get())
-                if job.model in self._model_cards}
+        return {name: base for name, base in self.fine_tuning.served(current_tenant.get()).items()
+                if base in self._model_cards}
 
     # ------------------------------------------------------------------ run folders
     def runs(self, kind: str) -> dict[str, ServedRun]:
@@ -97,8 +97,8 @@ class RayalignIngress(OpenAiIngress):
 
     async def _get_model_id(self, model):
         model_id = await super()._get_model_id(model)
-        tuned = self.fine_tuning is not None and self.fine_tuning.owns_adapter(current_tenant.get(), model_id)
-        if ":" in model_id and model_id not in self.adapter_ids() and model_id not in self.prompt_runs() and not tuned:
+        if (":" in model_id and model_id not in self.adapter_ids() and model_id not in self.prompt_runs()
+                and not (self.fine_tuning and self.fine_tuning.owns_adapter(current_tenant.get(), model_id))):
             raise OpenAIHTTPException(
                 status_code=status.HTTP_404_NOT_FOUND, type="NotFoundError",
                 message=f"model {model_id!r} is not served; adapters: {', '.join(self.adapter_ids()) or 'none'}; "
