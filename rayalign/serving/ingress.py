@@ -35,10 +35,10 @@ from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 from starlette.responses import JSONResponse
 
 from rayalign.data.readers import DataError
+from rayalign.finetune.errors import NotFound
 from rayalign.rewards import judge
 from rayalign.serving.auth import ApiKeyMiddleware, load_api_keys
 from rayalign.serving.discovery import ServedRun, discover_runs
-from rayalign.finetune.errors import NotFound
 from rayalign.serving.errors import add_error_handlers
 from rayalign.serving.finetune_api import FineTuning, add_finetune_routes, service
 from rayalign.serving.prompted import answered_as, prompted_request
