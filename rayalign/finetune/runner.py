@@ -33,7 +33,9 @@ from rayalign.jobs import client as ray_jobs
 from rayalign.jobs.staging import stage_run
 
 logger = logging.getLogger("ray.serve")
-ERROR_LINE = re.compile(r"^(rayalign: )?(error|Error|[A-Za-z.]*(Error|Exception)):? .+$")
+# rayalign's own failure lines (rayalign/cli: "rayalign: error: ...", "rayalign: worker failed: ...")
+# and the last line of a Python traceback.
+ERROR_LINE = re.compile(r"^(rayalign: [a-z ]*(error|failed)|[A-Za-z_.]*(Error|Exception)): .+$")
 
 
 def run_name(job: Job) -> str:
