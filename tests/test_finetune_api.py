@@ -95,10 +95,11 @@ def test_files_and_jobs_through_the_openai_client(service):
     prefs, prompts = upload(a, DPO, "prefs.jsonl"), upload(a, RL, "prompts.jsonl")
     assert [f.id for f in a.files.list()] == [prompts.id, prefs.id, sft.id]  # newest first
 
-    job = a.fine_tuning.jobs.create(model=BASE, training_file=sft.id, suffix="adder", seed=7,
+    job = a.fine_tuning.jobs.create(model=BASE, training_file=sft.id, validation_file=sft.id, suffix="adder", seed=7,
                                     method={"type": "supervised",
                                             "supervised": {"hyperparameters": {"n_epochs": 2}}})
-    assert (job.status, job.model, job.seed, job.training_file) == ("validating_files", BASE, 7, sft.id)
+    assert (job.status, job.model, job.seed, job.training_file, job.validation_file) == \
+        ("validating_files", BASE, 7, sft.id, sft.id)
     assert job.method.supervised.hyperparameters.n_epochs == 2
     dpo = a.fine_tuning.jobs.create(model=BASE, training_file=prefs.id,
                                     method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}})
@@ -169,6 +170,8 @@ def test_bad_input_is_a_400_naming_the_problem(tmp_path, database, monkeypatch):
                                                              method={"type": "dpo"}))
         assert body["param"] == "training_file" and "looks like a supervised row" in body["message"], body
         assert "train.jsonl, line 1" in body["message"]
+        body = bad_request(lambda: a.fine_tuning.jobs.create(model=BASE, training_file=sft.id, validation_file=prefs.id))
+        assert body["param"] == "validation_file" and "line 1: this looks like a dpo row" in body["message"], body
         body = bad_request(lambda: a.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=prefs.id))
         assert body["param"] == "model" and "gpt-4o-mini" in body["message"] and BASE in body["message"]
         grader = {**GRADER, "type": "regex_check"}
