@@ -134,27 +134,30 @@ def convert_row(row: Row, method: str) -> Row:
     return out
 
 
-def convert_file(path: str, method: str, source: str | None = None) -> list[Row]:
-    """Every row of an OpenAI fine-tuning file, converted; the first bad line stops it, named.
-    `source` is the name errors give the file (an upload's filename rather than its stored path)."""
-    if method not in METHODS:
-        raise DataError(source or path, None, None, f"unknown method {method!r}; OpenAI's are {', '.join(METHODS)}")
+def _read(path: str, source: str | None) -> list[Row]:
+    """The file's rows, named `source` in errors (an upload's filename rather than its stored path)."""
     rows = read_rows(path)
     if source:
         rows = [Row(source, row.line, row.fields) for row in rows]
     if not rows:
         raise DataError(source or path, None, None, "no records")
-    return [convert_row(row, method) for row in rows]
+    return rows
+
+
+def convert_file(path: str, method: str, source: str | None = None) -> list[Row]:
+    """Every row of an OpenAI fine-tuning file, converted; the first bad line stops it, named."""
+    if method not in METHODS:
+        raise DataError(source or path, None, None, f"unknown method {method!r}; OpenAI's are {', '.join(METHODS)}")
+    return [convert_row(row, method) for row in _read(path, source)]
 
 
 def check_file(path: str, source: str | None = None) -> str:
     """The method an uploaded file is for (the shape of its first row), after every row is
     converted as that method; a DataError names the first bad line and field."""
-    rows = read_rows(path)
-    if not rows:
-        raise DataError(source or path, None, None, "no records")
+    rows = _read(path, source)
     method = _shape(rows[0].fields) or "supervised"  # a row of no shape: the supervised error names it
-    convert_file(path, method, source)
+    for row in rows:
+        convert_row(row, method)
     return method
 
 

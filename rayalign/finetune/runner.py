@@ -150,14 +150,14 @@ class Runner:
         if len(complete) > job.progress:
             self.store.note(job.id, progress=len(complete))
         known = {c.step_number for c in self.store.checkpoints_of(job.id)}
-        for folder in sorted((Path(job.run_dir) / "checkpoints").glob("step-*")):
+        new = [folder for folder in sorted((Path(job.run_dir) / "checkpoints").glob("step-*"))
+               if int(folder.name.removeprefix("step-")) not in known]
+        figures = [json.loads(line) for line in complete] if new else []
+        for folder in new:
             step = int(folder.name.removeprefix("step-"))
-            if step not in known:
-                figures = [json.loads(line) for line in complete]
-                last = next((f for f in reversed(figures) if f.get("step", 0) <= step), {})
-                numbers = {k: v for k, v in last.items() if isinstance(v, (int, float)) and k not in ("step", "time")}
-                self.store.add_checkpoint(job.id, step, numbers, f"{fine_tuned_name(job)}:ckpt-step-{step}",
-                                          str(folder))
+            last = next((f for f in reversed(figures) if f.get("step", 0) <= step), {})
+            numbers = {k: v for k, v in last.items() if isinstance(v, (int, float)) and k not in ("step", "time")}
+            self.store.add_checkpoint(job.id, step, numbers, f"{fine_tuned_name(job)}:ckpt-step-{step}", str(folder))
 
     def failure(self, job: Job, ray_job) -> str:
         """What went wrong, from the end of the job's log: the last error line (a DataError names

@@ -30,7 +30,7 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 NEXT = {"validating_files": ("queued", "failed", "cancelled"), "queued": ("running", "failed", "cancelled"),
         "running": ("succeeded", "failed", "cancelled", "paused"), "paused": ("queued", "cancelled")}
 UNFINISHED = (*ACTIVE, "paused")  # what counts against a tenant's limit on jobs
-TENANT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # names folders on the storage: no dots, no slashes
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,14 @@ class Limits:
 class Page:
     items: list
     has_more: bool
+
+
+def check_tenant(name: str) -> str:
+    """`name` if it is a valid tenant name, else ValueError saying what one is."""
+    if not isinstance(name, str) or not TENANT.fullmatch(name):
+        raise ValueError(f"tenant {name!r}: a tenant is 1-64 characters of a-z, 0-9, '-' and '_', "
+                         "starting with a letter or digit")
+    return name
 
 
 def new_id(prefix: str) -> str:
@@ -61,8 +69,7 @@ class Store:
     # ------------------------------------------------------------------ files
 
     def create_file(self, tenant: str, filename: str, purpose: str, data: bytes) -> StoredFile:
-        if not TENANT.match(tenant):
-            raise ValueError(f"tenant {tenant!r}: letters, digits, '.', '_' and '-' only")
+        check_tenant(tenant)
         if len(data) > self.limits.max_file_bytes:
             raise ServiceError(f"the file is {len(data)} bytes; the limit is {self.limits.max_file_bytes}",
                                "file_too_large", "file")

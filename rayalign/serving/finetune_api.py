@@ -17,6 +17,7 @@ only read and write the state (rayalign/finetune/store.py); the job runner
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import tempfile
@@ -119,7 +120,7 @@ def _router(settings: FineTuneSettings, bases: dict[str, str]) -> APIRouter:
             path = Path(folder) / "upload.jsonl"
             path.write_bytes(data)
             try:
-                check_file(str(path), source=name)
+                await asyncio.to_thread(check_file, str(path), name)  # a big file: not on the event loop
             except DataError as exc:
                 raise ServiceError(str(exc).replace(str(path), name), "invalid_file", "file") from None
         return JSONResponse(objects.file_object(state().create_file(request_tenant(), name, purpose, data)))
@@ -170,7 +171,7 @@ def _router(settings: FineTuneSettings, bases: dict[str, str]) -> APIRouter:
                 raise ServiceError(f"{param} must be a file id", "invalid_file", param)
             stored = store.get_file(tenant, file_id, param)
             try:
-                convert_file(stored.path, method["type"], source=stored.filename)
+                await asyncio.to_thread(convert_file, stored.path, method["type"], stored.filename)
             except DataError as exc:
                 raise ServiceError(f"{param} {file_id}: {str(exc).replace(stored.path, stored.filename)}",
                                    f"invalid_{param}", param) from None

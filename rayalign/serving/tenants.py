@@ -18,27 +18,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+from rayalign.finetune.store import check_tenant
+
 DEFAULT_TENANT = "default"
-TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
 class ApiKey:
     key: str
     tenant: str
-
-
-def check_tenant(name: str) -> str:
-    """`name` if it is a valid tenant name, else ValueError saying what one is."""
-    if not isinstance(name, str) or not TENANT_NAME.fullmatch(name):
-        raise ValueError(f"tenant {name!r}: a tenant is 1-64 characters of a-z, 0-9, '-' and '_', "
-                         "starting with a letter or digit")
-    return name
 
 
 def fingerprint(key: str) -> str:
