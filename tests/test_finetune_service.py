@@ -131,7 +131,8 @@ def test_upload_train_and_chat_with_the_fine_tuned_model_while_others_see_nothin
     events = list(a.fine_tuning.jobs.list_events(job.id, limit=100))
     steps = [e for e in events if e.type == "metrics"]
     assert len(steps) == 12 and steps[0].data["step"] == 12  # newest first
-    assert steps[0].data["train/loss"] < steps[-1].data["train/loss"]
+    losses = [e.data["train/loss"] for e in reversed(steps)]  # oldest first; lr 3e-2 spikes now and then
+    assert sum(losses[6:]) / 6 < sum(losses[:6]) / 6, losses
     assert events[0].message == "The job has successfully completed"
     checkpoints = a.fine_tuning.jobs.checkpoints.list(job.id).data
     assert [c.step_number for c in checkpoints] == [12, 6]
