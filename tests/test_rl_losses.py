@@ -7,7 +7,7 @@ import torch
 
 from rayalign.algorithms.kl import kl_estimate
 from rayalign.algorithms.policy_loss import (entropy_from_logits, kl_loss, policy_loss, selective_logprobs,
-                                             value_loss)
+                                             truncated_importance_weights, value_loss)
 
 
 def t(*values):
@@ -87,6 +87,32 @@ def test_clip_higher_widens_the_upper_bound_only():
     loss, stats = policy_loss(logp, old, t(1.0, -1.0)[None], mask, clip_low=0.2, clip_high=0.6)
     assert loss.item() == pytest.approx((-1.5 + 0.8) / 2)
     assert stats["clip_fraction"].item() == pytest.approx(0.5)
+
+
+def test_truncated_importance_weights_by_hand():
+    # proximal / behaviour probability ratios 1, 0.5, 3 (capped at 2) and a padded token
+    behaviour = torch.full((1, 4), -1.0)
+    proximal = behaviour + t(0.0, math.log(0.5), math.log(3.0), 5.0)[None]
+    mask = torch.tensor([[1, 1, 1, 0]])
+    weights, stats = truncated_importance_weights(proximal, behaviour, mask, cap=2.0)
+    torch.testing.assert_close(weights[0, :3], t(1.0, 0.5, 2.0))
+    assert stats["is_weight_mean"].item() == pytest.approx(3.5 / 3)
+    assert stats["is_weight_max"].item() == pytest.approx(2.0)
+    assert stats["is_truncated_fraction"].item() == pytest.approx(1 / 3)
+
+
+def test_importance_weights_scale_each_tokens_term_and_are_1_on_policy():
+    logp = torch.tensor([[-1.0, -2.0, -0.5]], requires_grad=True)
+    old, advantages, mask = logp.detach() - 0.1, t(1.0, -2.0, 0.5)[None], torch.ones(1, 3)
+    on_policy, stats = truncated_importance_weights(old, old.clone(), mask, cap=2.0)
+    assert torch.equal(on_policy, torch.ones(1, 3)) and stats["is_truncated_fraction"].item() == 0.0
+    assert torch.equal(policy_loss(logp, old, advantages, mask, weights=on_policy)[0],
+                       policy_loss(logp, old, advantages, mask)[0])
+    weights = t(0.5, 2.0, 1.0)[None]
+    ratio = torch.exp(logp.detach() - old)
+    per_token = torch.max(-ratio * advantages, -ratio.clamp(0.8, 1.2) * advantages)
+    weighted = policy_loss(logp, old, advantages, mask, weights=weights)[0]
+    assert weighted.item() == pytest.approx((weights * per_token).mean().item())
 
 
 def test_value_loss_by_hand():

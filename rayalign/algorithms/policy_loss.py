@@ -43,19 +43,21 @@ def _reduce(per_token: torch.Tensor, mask: torch.Tensor, normaliser: float | Non
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                 clip_low: float = 0.2, clip_high: float | None = None, normaliser: float | None = None,
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO's clipped surrogate, -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A).
 
     `clip_high` defaults to `clip_low`; a larger one is DAPO's "clip-higher". Gradients flow
-    through `logp` only. Stats: share of tokens where the clip is active, approx_kl (k3
-    estimate of KL(old || new) from the old policy's samples) and the mean ratio.
+    through `logp` only. `weights` (per token, e.g. `truncated_importance_weights`) scale each
+    token's term. Stats: share of tokens where the clip is active, approx_kl (k3 estimate of
+    KL(old || new) from the old policy's samples) and the mean ratio.
     """
     clip_high = clip_low if clip_high is None else clip_high
     ratio = torch.exp(logp - old_logp.detach())
     advantages = advantages.detach()
     unclipped = -ratio * advantages
     clipped = -ratio.clamp(1 - clip_low, 1 + clip_high) * advantages
-    loss = _reduce(torch.max(unclipped, clipped), mask, normaliser)
+    per_token = torch.max(unclipped, clipped)
+    loss = _reduce(per_token if weights is None else weights.detach() * per_token, mask, normaliser)
     with torch.no_grad():
         stats = {
             "clip_fraction": masked_mean((clipped > unclipped).float(), mask),
@@ -63,6 +65,23 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
             "ratio_mean": masked_mean(ratio, mask),
         }
     return loss, stats
+
+
+def truncated_importance_weights(proximal_logp: torch.Tensor, behaviour_logp: torch.Tensor, mask: torch.Tensor,
+                                 cap: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """min(pi_proximal / pi_behaviour, cap) per token: the correction for samples drawn by an
+    older policy (or another engine's numerics) than the one the update starts from
+    (truncated importance sampling; the cap bounds the variance a rare token can add).
+    Stats: the mean and largest weight and the share of tokens the cap truncated."""
+    raw = torch.exp(proximal_logp.detach() - behaviour_logp)
+    weights = raw.clamp(max=cap)
+    with torch.no_grad():
+        stats = {
+            "is_weight_mean": masked_mean(weights, mask),
+            "is_weight_max": torch.where(mask.bool(), weights, 0.0).max(),
+            "is_truncated_fraction": masked_mean((raw > cap).float(), mask),
+        }
+    return weights, stats
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,

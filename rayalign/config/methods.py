@@ -125,7 +125,13 @@ class RlhfConfig(_Strict):
 
     KL to the reference: `kl_coef` > 0 adds it, as a per-token reward penalty
     (`kl_in_reward`, estimator k1) or as a loss term with `kl_estimator` k1/k2/k3.
-    `missing_eos_penalty` is added to the reward of responses cut at max_new_tokens."""
+    `missing_eos_penalty` is added to the reward of responses cut at max_new_tokens.
+
+    `max_staleness` k > 0 makes the loop asynchronous (off-policy): on a split placement the
+    rollout workers generate the next k batches while the trainers update, with weights synced
+    every step, so a batch is trained on by a policy at most k updates newer than the one that
+    sampled it; each token's loss is weighted by min(pi_old / pi_engine, importance_cap), the
+    truncated importance weight against the engine's own log-probs. k = 0 is the on-policy loop."""
 
     algorithm: Literal["ppo", "grpo", "rloo", "reinforce_pp"] = "grpo"
     steps: int = Field(100, gt=0)
@@ -148,6 +154,8 @@ class RlhfConfig(_Strict):
     eval_every: int = Field(0, ge=0)
     eval_samples: int | None = Field(None, gt=0)
     save_every: int = Field(0, ge=0)
+    max_staleness: int = Field(0, ge=0)
+    importance_cap: float = Field(2.0, ge=1)
 
 
 

@@ -22,7 +22,7 @@ from rayalign.workers.group import ActorGroup, reserve
 from rayalign.workers.placement import CRITIC, REFERENCE, REWARD, ROLLOUT, TRAINER, plan_placement
 from rayalign.workers.reference import ReferenceWorker
 from rayalign.workers.reward import RewardWorker, score_on
-from rayalign.workers.rollout import RolloutWorker, generate_split
+from rayalign.workers.rollout import RolloutWorker, collect_split, generate_split, launch_split
 from rayalign.workers.trainer import TrainerSpec, setup_trainers, trainer_actors
 
 
@@ -46,6 +46,9 @@ def batch_shape(config: RunConfig) -> BatchShape:
     if mini_batch % (world * micro):
         raise ConfigError(f"a mini-batch of {mini_batch} rollouts must split evenly over placement.num_workers "
                          f"({world}) x train.micro_batch_size ({micro})")
+    if rl.max_staleness and config.placement.colocate:
+        raise ConfigError(f"rlhf.max_staleness ({rl.max_staleness}) generates while the trainers update: it needs "
+                         "the rollout workers on devices of their own (placement.colocate: false)")
     return BatchShape(mini_batch, mini_batch // (world * micro))
 
 
@@ -122,7 +125,8 @@ class RlRoles:
         optimizer_steps = rl.steps * rl.update_epochs * rl.mini_batches
         train = config.train.model_copy(update={"gradient_accumulation_steps": shape.accumulation})
         options = {"clip_range": rl.clip_range, "clip_range_high": rl.clip_range_high, "kl_coef": rl.kl_coef,
-                   "kl_estimator": rl.kl_estimator, "kl_in_reward": rl.kl_in_reward, "entropy_coef": rl.entropy_coef}
+                   "kl_estimator": rl.kl_estimator, "kl_in_reward": rl.kl_in_reward, "entropy_coef": rl.entropy_coef,
+                   "importance_cap": rl.importance_cap}
 
         # The rollout engines load while the trainers build (the calls return at once).
         lora_rank = config.model.lora.r if self.sync_mode == "adapter" else None
@@ -148,6 +152,13 @@ class RlRoles:
     def generate(self, prompts: list[list[int]], n: int, greedy: bool = False) -> list[list[Sample]]:
         """n samples per prompt, the prompts split over the rollout workers in order."""
         return generate_split(self.rollout, prompts, n, greedy)
+
+    def launch_generation(self, prompts: list[list[int]], n: int) -> list:
+        """Start sampling n per prompt on the rollout workers; the references for `collect_generation`."""
+        return launch_split(self.rollout, prompts, "generate", n)
+
+    def collect_generation(self, refs: list) -> list[list[Sample]]:
+        return collect_split(self.rollout, refs, "generate")
 
     def score(self, prompts: list, completions: list[str], metadata: list[dict]) -> tuple[list[float], dict]:
         return score_on(self.reward, prompts, completions, metadata)

@@ -1,7 +1,10 @@
-"""On-policy RL (PPO, GRPO, RLOO, REINFORCE++) driven by a single controller.
+"""RL (PPO, GRPO, RLOO, REINFORCE++) driven by a single controller; on-policy, or
+asynchronous with `rlhf.max_staleness` k > 0 (see pipelines/rollout_queue.py).
 
 Every step, for a batch of prompts:
-    1. generate    n samples per prompt on the rollout workers (vLLM, or HF generate)
+    1. generate    n samples per prompt on the rollout workers (vLLM, or HF generate); with
+                   k > 0 the batch was generated while earlier steps trained, by a policy at
+                   most k updates older, and the loss corrects for that (importance weights)
     2. score       each sample with the reward sources (weighted sum; every source logged)
     3. forward     log-probs before the update (when a batch is reused or the KL goes into the
                    reward), reference log-probs (KL), critic values (PPO)
@@ -37,6 +40,7 @@ from rayalign.models.chain import resolve_start
 from rayalign.models.loading import load_tokenizer
 from rayalign.pipelines.offline import split_held_out
 from rayalign.pipelines.rl_roles import BatchShape, RlRoles, batch_shape
+from rayalign.pipelines.rollout_queue import RolloutQueue
 from rayalign.runs import RunDir
 from rayalign.workers.cluster import connect
 
@@ -74,9 +78,12 @@ def run_rlhf(config: RunConfig) -> dict:
         timings: dict[str, list[float]] = defaultdict(list)
         bar = tqdm(total=rl.steps, initial=step, desc=rl.algorithm, disable=not config.logging.progress,
                    dynamic_ncols=True, file=terminal())
+        queue = RolloutQueue(roles, lambda at: [train_set[i] for i in sample_indices(
+            len(train_set), config.seed, at * rl.prompts_per_step, rl.prompts_per_step)],
+            rl.samples_per_prompt, rl.max_staleness)
         while step < rl.steps:
-            prompts = [train_set[i] for i in sample_indices(len(train_set), config.seed, seen, rl.prompts_per_step)]
-            metrics = rl_step(roles, config, shape, prompts, tokenizer, step)
+            queue.fill(step)
+            metrics = rl_step(roles, config, shape, queue, tokenizer, step)
             step, seen = step + 1, seen + rl.prompts_per_step
             for key, value in metrics.items():
                 if key.startswith("time/"):
@@ -131,17 +138,17 @@ def load_prompt_sets(config: RunConfig, tokenizer) -> tuple[list[PromptExample],
     return train, held_out[: rl.eval_samples]
 
 
-def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, prompts: list[PromptExample], tokenizer,
+def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, queue: RolloutQueue, tokenizer,
             step: int) -> dict:
     """One step of generate -> score -> forward -> advantages -> update -> sync; returns its metrics."""
     rl, micro, pad = config.rlhf, config.train.micro_batch_size, tokenizer.pad_token_id
     times: dict[str, float] = {}
     clock = time.perf_counter()
 
-    # 1. generate
-    groups = roles.generate([p.prompt_ids for p in prompts], rl.samples_per_prompt)
-    samples = [sample for group in groups for sample in group]
-    owners = [p for p in prompts for _ in range(rl.samples_per_prompt)]
+    # 1. generate (or wait for the batch generated ahead)
+    batch = queue.take(step)
+    samples = [sample for group in batch.groups for sample in group]
+    owners = [p for p in batch.prompts for _ in range(rl.samples_per_prompt)]
     completions = tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
     times["generate"], clock = time.perf_counter() - clock, time.perf_counter()
 
@@ -156,6 +163,8 @@ def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, prompts: list[
 
     # 3. forward passes the update needs
     rollouts = [Rollout(s) for s in samples]
+    if rl.max_staleness:  # off-policy: weigh by the engine's log-probs of what it sampled
+        _attach(rollouts, "behaviour_logprobs", [s.logprobs for s in samples])
     width = max(max(len(s.response_ids) for s in samples), 1)
     mask = pad_rows([[1.0] * len(s.response_ids) for s in samples], width)
     reuse = rl.update_epochs > 1 or rl.mini_batches > 1
@@ -187,7 +196,8 @@ def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, prompts: list[
     policy_stats, critic_stats = update(roles, rollouts, shape, micro, pad, random.Random(config.seed * 7919 + step))
     times["train"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    # 6. sync
+    # 6. sync (once the batches generating ahead have finished on the weights they started with)
+    queue.settle()
     roles.sync_weights(version=step + 1)
     times["sync"] = time.perf_counter() - clock
 
@@ -198,6 +208,7 @@ def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, prompts: list[
         **{f"reward/{label}_std": statistics.pstdev(v) for label, v in per_source.items()},
         "response/length_mean": statistics.fmean(lengths),
         "response/truncated_fraction": sum(not s.finished for s in samples) / len(samples),
+        "rollout/staleness": batch.staleness,
         **{f"train/{k}": v for k, v in policy_stats.items()},
         **{f"critic/{k}": v for k, v in critic_stats.items()},
         **{f"time/{k}_s": v for k, v in times.items()},

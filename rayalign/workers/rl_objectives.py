@@ -11,7 +11,8 @@ import torch
 
 from rayalign.algorithms.advantages import masked_mean
 from rayalign.algorithms.kl import kl_estimate
-from rayalign.algorithms.policy_loss import entropy_from_logits, kl_loss, policy_loss, selective_logprobs, value_loss
+from rayalign.algorithms.policy_loss import (entropy_from_logits, kl_loss, policy_loss, selective_logprobs,
+                                             truncated_importance_weights, value_loss)
 
 
 def _response_logits(model, batch: dict) -> torch.Tensor:
@@ -42,16 +43,24 @@ def reference_logprobs(model, batch: dict):
 
 
 def policy_objective(clip_range: float = 0.2, clip_range_high: float | None = None, kl_coef: float = 0.0,
-                     kl_estimator: str = "k3", kl_in_reward: bool = False, entropy_coef: float = 0.0):
+                     kl_estimator: str = "k3", kl_in_reward: bool = False, entropy_coef: float = 0.0,
+                     importance_cap: float = 2.0):
     """The clipped policy-gradient loss, plus KL to the reference as a loss term (unless the
-    KL went into the reward) and an optional entropy bonus."""
+    KL went into the reward) and an optional entropy bonus. A batch that carries the rollout
+    engine's `behaviour_logprobs` (off-policy data) weighs each token by the truncated
+    importance weight of the policy the update starts from over the one that sampled it."""
 
     def objective(model, batch: dict):
         logits = _response_logits(model, batch)
         mask, normaliser = batch["response_mask"], batch["normaliser"]
         logp = selective_logprobs(logits, _response_targets(batch))
         old = batch["old_logprobs"] if "old_logprobs" in batch else logp.detach()
-        loss, stats = policy_loss(logp, old, batch["advantages"], mask, clip_range, clip_range_high, normaliser)
+        weights, stats = None, {}
+        if "behaviour_logprobs" in batch:
+            weights, stats = truncated_importance_weights(old, batch["behaviour_logprobs"], mask, importance_cap)
+        loss, loss_stats = policy_loss(logp, old, batch["advantages"], mask, clip_range, clip_range_high, normaliser,
+                                       weights)
+        stats.update(loss_stats)
         entropy = entropy_from_logits(logits if entropy_coef else logits.detach())
         if entropy_coef:
             loss = loss - entropy_coef * (entropy * mask).sum() / normaliser

@@ -40,13 +40,21 @@ class RolloutWorker:
             self.engine.close()
 
 
-def _split(group: ActorGroup, prompts: list[list[int]], method: str, *args) -> list:
-    """One result per prompt from `method` of a group of RolloutWorkers, the prompts split over them in order."""
+def launch_split(group: ActorGroup, prompts: list[list[int]], method: str, *args) -> list:
+    """Start `method` on a group of RolloutWorkers, the prompts split over them in order; the
+    references of the parts, for `collect_split`."""
     size = -(-len(prompts) // len(group))
     chunks = [prompts[i * size:(i + 1) * size] for i in range(len(group))]
-    busy = [(actor, chunk) for actor, chunk in zip(group.actors, chunks) if chunk]
-    results = group.gather([getattr(actor, method).remote(chunk, *args) for actor, chunk in busy], method)
-    return [item for part in results for item in part]
+    return [getattr(actor, method).remote(chunk, *args) for actor, chunk in zip(group.actors, chunks) if chunk]
+
+
+def collect_split(group: ActorGroup, refs: list, method: str) -> list:
+    """One result per prompt, in order, from the parts `launch_split` started."""
+    return [item for part in group.gather(refs, method) for item in part]
+
+
+def _split(group: ActorGroup, prompts: list[list[int]], method: str, *args) -> list:
+    return collect_split(group, launch_split(group, prompts, method, *args), method)
 
 
 def generate_split(group: ActorGroup, prompts: list[list[int]], n: int, greedy: bool = False) -> list[list]:
