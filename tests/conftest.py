@@ -36,6 +36,16 @@ def ray_cluster():
     ray.shutdown()
 
 
+RL_PROMPTS = ["What is 3 + 4?", "Write one short sentence about the sea.", "the quick brown fox", "Yes or No?"]
+
+
+@pytest.fixture(scope="session")
+def prompt_file(tmp_path_factory) -> str:
+    """Prompts for the tiny RL runs (tests/test_rlhf_pipeline.py `tiny_rl_config`)."""
+    return write_jsonl(tmp_path_factory.mktemp("rl-data") / "prompts.jsonl",
+                       [{"prompt": [{"role": "user", "content": p}], "task": "t"} for p in RL_PROMPTS * 4])
+
+
 def trained_runs(encoded) -> list[list[int]]:
     """The maximal runs of consecutive tokens that carry loss in an encoded example."""
     runs, current = [], []

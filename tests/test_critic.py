@@ -54,9 +54,9 @@ def test_the_critic_reads_the_expected_score_over_every_score_token(tiny_model):
 
 
 def test_a_local_critic_is_a_reward_source_in_an_rl_run(ray_cluster, tiny_model, tmp_path):
-    from test_rlhf_pipeline import PROMPTS as RL_PROMPTS, rewards_of, tiny_rl_config
+    from conftest import RL_PROMPTS, write_jsonl
+    from test_rlhf_pipeline import rewards_of, tiny_rl_config
 
-    from conftest import write_jsonl
     from rayalign.config import RewardSourceConfig
     from rayalign.pipelines.rlhf import run_rlhf
 

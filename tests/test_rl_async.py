@@ -12,7 +12,7 @@ import pytest
 from rayalign.config import ConfigError
 from rayalign.pipelines.rl_roles import batch_shape
 from rayalign.pipelines.rlhf import run_rlhf
-from test_rlhf_pipeline import prompt_file, tiny_rl_config  # noqa: F401 - the module's fixture
+from test_rlhf_pipeline import tiny_rl_config
 
 SPLIT = ["placement.colocate=false", "placement.cpus_per_worker=1", "rollout.cpus_per_worker=1"]
 
@@ -22,13 +22,13 @@ def step_metrics(run_dir) -> list[dict]:
     return [m for m in map(json.loads, lines) if "reward/total_mean" in m]
 
 
-def test_staleness_needs_a_split_placement(tiny_model, prompt_file, tmp_path):  # noqa: F811
+def test_staleness_needs_a_split_placement(tiny_model, prompt_file, tmp_path):
     config = tiny_rl_config(tmp_path, tiny_model, prompt_file, overrides=["rlhf.max_staleness=1"])
     with pytest.raises(ConfigError, match="max_staleness.*placement.colocate: false"):
         batch_shape(config)
 
 
-def test_one_step_off_policy_learns_and_stays_within_its_staleness(ray_cluster, tiny_model, prompt_file,  # noqa: F811
+def test_one_step_off_policy_learns_and_stays_within_its_staleness(ray_cluster, tiny_model, prompt_file,
                                                                      tmp_path):
     for name in ("k0", "k1"):
         (tmp_path / name).mkdir()

@@ -13,19 +13,9 @@ import time
 
 import pytest
 
-from conftest import write_jsonl
+from conftest import RL_PROMPTS, write_jsonl
 from rayalign.config import dump_config, load_config
 from rayalign.pipelines.rlhf import run_rlhf
-
-PROMPTS = ["What is 3 + 4?", "Write one short sentence about the sea.", "the quick brown fox", "Yes or No?"]
-
-
-@pytest.fixture(scope="module")
-def prompt_file(tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("rl-data")
-    return write_jsonl(folder / "prompts.jsonl",
-                       [{"prompt": [{"role": "user", "content": p}], "task": "t"} for p in PROMPTS * 4])
-
 
 def tiny_rl_config(tmp_path, tiny_model, prompt_file, name="tiny-rl", overrides=()):
     recipe = tmp_path / "tiny_rl.yaml"
@@ -165,7 +155,7 @@ def test_ppo_with_a_critic_and_a_trained_reward_model_raises_reward(ray_cluster,
     pairs = [{"prompt": [{"role": "user", "content": p}],
               "chosen": [{"role": "assistant", "content": " ".join(rng.choice("0123456789") for _ in range(6))}],
               "rejected": [{"role": "assistant", "content": " ".join(rng.choice(words) for _ in range(4))}]}
-             for p in PROMPTS * 16]
+             for p in RL_PROMPTS * 16]
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
     rm = run_reward_model(load_config("reward_model", [
         f"output_dir={tmp_path}", f"model.name_or_path={tiny_model}", f"data.train={data}", "data.eval=null",
