@@ -6,9 +6,11 @@ from __future__ import annotations
 import random
 
 import pytest
+import ray
+import torch
 
 from rayalign.config import RunConfig
-from rayalign.data.rollouts import Rollout
+from rayalign.data.rollout_batch import StepData, rows_to_block
 from rayalign.pipelines.rl_roles import RlRoles, batch_shape
 from rayalign.pipelines.rlhf import update
 from tiny_model import build_tiny_model
@@ -33,8 +35,17 @@ def sync_config(tmp_path, model: str, lora: bool, lora_sync: str = "auto") -> Ru
     })
 
 
-def largest_gap(engine: list[Rollout], trainer: list[list[float]]) -> float:
-    return max(abs(a - b) for r, row in zip(engine, trainer) for a, b in zip(r.sample.logprobs, row))
+def sampled(roles: RlRoles) -> tuple[StepData, dict, float]:
+    """Two samples per prompt from the engine, and the largest gap between the engine's
+    log-probabilities of them and the trainer's."""
+    generated = roles.collect_generation(roles.launch_generation(PROMPTS, 2))
+    lengths, rows = generated.summary["response_lengths"], sum(generated.sizes)
+    data = StepData.of_parts(generated.parts, generated.sizes, max(lengths), 0)
+    data.add("old_logprobs", *roles.forward_rows(roles.trainers, data, "logprobs", "logprobs", 4, rows))
+    trainer = roles.fetch(data, "old_logprobs", "logprobs")
+    engine = rows_to_block([part.behaviour(i) for part in ray.get(generated.parts) for i in range(len(part))],
+                           data.width)
+    return data, generated.summary, (trainer - engine).abs().max().item()
 
 
 @pytest.mark.parametrize("lora, lora_sync, mode", [(True, "auto", "merged"), (True, "adapter", "adapter"),
@@ -45,18 +56,19 @@ def test_rollout_engine_matches_trainer_after_sync(ray_cluster, vllm_tiny_model,
     roles = RlRoles(config, shape)
     try:
         assert roles.sync_mode == mode
-        first = [Rollout(s) for group in roles.generate(PROMPTS, 2) for s in group]
-        assert largest_gap(first, roles.forward(roles.trainers, first, "logprobs", "logprobs", 0, 4)) < 1e-4
+        data, summary, gap = sampled(roles)
+        assert gap < 1e-4, f"before any update, engine and trainer disagree by {gap}"
 
-        rng = random.Random(0)
-        for rollout in first:
-            rollout.fields["advantages"] = [rng.uniform(-1, 1)] * len(rollout.sample.response_ids)
-        update(roles, first, shape, config.train.micro_batch_size, 0, random.Random(0))
-        moved = largest_gap(first, roles.forward(roles.trainers, first, "logprobs", "logprobs", 0, 4))
+        rows, generator = len(summary["finished"]), torch.Generator().manual_seed(0)
+        data.add("advantages", [0], [ray.put(torch.rand(rows, data.width, generator=generator) * 2 - 1)])
+        sizes = [p + r for p, r in zip(summary["prompt_lengths"], summary["response_lengths"])]
+        update(roles, data, summary["response_lengths"], sizes, shape, config.train.micro_batch_size,
+               random.Random(0))
+        before = roles.fetch(data, "old_logprobs", "logprobs")
+        data.add("new_logprobs", *roles.forward_rows(roles.trainers, data, "logprobs", "logprobs", 4, rows))
+        moved = (roles.fetch(data, "new_logprobs", "logprobs") - before).abs().max().item()
         roles.sync_weights(version=1)
-
-        second = [Rollout(s) for group in roles.generate(PROMPTS, 2, greedy=True) for s in group]
-        gap = largest_gap(second, roles.forward(roles.trainers, second, "logprobs", "logprobs", 0, 4))
+        gap = sampled(roles)[2]
     finally:
         roles.close()
     assert moved > 1e-2, "the update did not change the policy"

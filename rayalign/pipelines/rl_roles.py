@@ -12,17 +12,18 @@ import time
 from dataclasses import dataclass
 
 import ray
+import torch
 
 from rayalign.config import ConfigError, ModelConfig, RunConfig, TrainConfig
-from rayalign.data.rollouts import Rollout, Sample, collate_rollouts
+from rayalign.data.rollout_batch import StepData
+from rayalign.data.rollouts import Sample
 from rayalign.models.loading import adapter_base
 from rayalign.models.registry import resolve_model
-from rayalign.pipelines.offline import forward_all
 from rayalign.workers.group import ActorGroup, reserve
 from rayalign.workers.placement import CRITIC, REFERENCE, REWARD, ROLLOUT, TRAINER, plan_placement
 from rayalign.workers.reference import ReferenceWorker
 from rayalign.workers.reward import RewardWorker, score_on
-from rayalign.workers.rollout import RolloutWorker, collect_split, generate_split, launch_split
+from rayalign.workers.rollout import RolloutWorker, generate_split, launch_split
 from rayalign.workers.trainer import TrainerSpec, setup_trainers, trainer_actors
 
 
@@ -30,6 +31,13 @@ from rayalign.workers.trainer import TrainerSpec, setup_trainers, trainer_actors
 class BatchShape:
     mini_batch: int      # samples per optimizer step
     accumulation: int    # micro-batches per rank per optimizer step
+
+
+@dataclass
+class Generated:
+    parts: list                  # references to each rollout worker's RolloutPart
+    sizes: list[int]             # samples in each part
+    summary: dict[str, list]     # per sample: prompt_lengths, response_lengths, finished
 
 
 def batch_shape(config: RunConfig) -> BatchShape:
@@ -154,27 +162,52 @@ class RlRoles:
         return generate_split(self.rollout, prompts, n, greedy)
 
     def launch_generation(self, prompts: list[list[int]], n: int) -> list:
-        """Start sampling n per prompt on the rollout workers; the references for `collect_generation`."""
-        return launch_split(self.rollout, prompts, "generate", n)
+        """Start sampling n per prompt on the rollout workers: per worker, the references of
+        its RolloutPart and of that part's summary (for `collect_generation`)."""
+        return launch_split(self.rollout, prompts, "generate_part", n)
 
-    def collect_generation(self, refs: list) -> list[list[Sample]]:
-        return collect_split(self.rollout, refs, "generate")
+    def collect_generation(self, launched: list) -> Generated:
+        """Wait for the summaries only; the parts stay in the object store."""
+        summaries = self.rollout.gather([summary for _, summary in launched], "generate")
+        merged = {key: [value for s in summaries for value in s[key]] for key in summaries[0]}
+        return Generated([part for part, _ in launched], [len(s["finished"]) for s in summaries], merged)
 
     def score(self, prompts: list, completions: list[str], metadata: list[dict]) -> tuple[list[float], dict]:
         return score_on(self.reward, prompts, completions, metadata)
 
-    def forward(self, group: ActorGroup, rollouts: list[Rollout], objective: str, key: str, pad_id: int,
-                micro: int) -> list[list[float]]:
-        """A per-token forward (log-probs, reference log-probs, values) of every rollout, trimmed
-        to its response length."""
-        stats = forward_all(group, rollouts, lambda part: collate_rollouts(part, pad_id), micro, objective)
-        rows = [row for batch in stats for row in batch[key]]
-        return [row[: len(r.sample.response_ids)] for row, r in zip(rows, rollouts)]
+    def score_parts(self, prompts: list, metadata: list[dict], samples: int, parts: list) -> tuple[list[float], dict]:
+        """Rewards of a step's samples; the reward worker reads their texts from the parts."""
+        return self.reward.gather([self.reward.actors[0].score_parts.remote(prompts, metadata, samples, *parts)],
+                                  "score")[0]
 
-    def reference_logprobs(self, rollouts: list[Rollout], pad_id: int, micro: int) -> list[list[float]]:
+    def forward_rows(self, group: ActorGroup, data: StepData, objective: str, key: str, micro: int,
+                     rows: int) -> tuple[list[int], list]:
+        """A per-token forward (log-probs, reference log-probs, values) of every row, computed
+        where the model is: rank r takes a contiguous share, all ranks the same number of
+        micro-batches (ZeRO-3 forwards are collective). Returns the blocks' starts and references."""
+        world = len(group)
+        share = -(-rows // world)
+        rounds = -(-share // micro)
+        layout, blocks = data.for_workers()
+        starts, refs = [], []
+        for rank, actor in enumerate(group.actors):
+            mine = list(range(rank * share, min(rows, (rank + 1) * share)))
+            batches = [mine[i:i + micro] for i in range(0, len(mine), micro)]
+            batches += [batches[0] if batches else [0]] * (rounds - len(batches))
+            starts.append(rank * share)
+            refs.append(actor.forward_rows.remote(objective, key, batches, len(mine), layout, *blocks))
+        return starts, refs
+
+    def reference_rows(self, data: StepData, micro: int, rows: int) -> tuple[list[int], list]:
         if self.reference is None:  # LoRA: the trainer's base with the adapter off
-            return self.forward(self.trainers, rollouts, "reference_logprobs", "logprobs", pad_id, micro)
-        return self.forward(self.reference, rollouts, "logprobs", "logprobs", pad_id, micro)
+            return self.forward_rows(self.trainers, data, "reference_logprobs", "logprobs", micro, rows)
+        return self.forward_rows(self.reference, data, "logprobs", "logprobs", micro, rows)
+
+    def fetch(self, data: StepData, name: str, what: str) -> torch.Tensor:
+        """A per-token field as one [rows, width] tensor in the controller (PPO's values, the KL
+        in the reward); gathering it also surfaces a failed forward with its role."""
+        group = {"old_values": self.critic, "ref_logprobs": self.reference}.get(name) or self.trainers
+        return torch.cat(group.gather(data.refs[name], what))
 
     def sync_weights(self, version: int) -> float:
         """Send the trainers' weights to every rollout engine (adapter or full); returns seconds."""

@@ -24,6 +24,7 @@ import statistics
 import time
 from collections import defaultdict
 
+import ray
 import torch
 from tqdm import tqdm
 
@@ -33,7 +34,7 @@ from rayalign.config import ConfigError, RunConfig
 from rayalign.console import say, terminal
 from rayalign.data.batching import sample_indices
 from rayalign.data.prompts import PromptExample, load_prompts
-from rayalign.data.rollouts import Rollout, collate_rollouts, pad_rows, sequence_tokens
+from rayalign.data.rollout_batch import BEHAVIOUR, StepData
 from rayalign.evaluation.evaluate import Sampling, brief, data_label, flat_metrics
 from rayalign.evaluation.evaluate import evaluate as evaluate_prompts
 from rayalign.models.chain import resolve_start
@@ -145,55 +146,54 @@ def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, queue: Rollout
     times: dict[str, float] = {}
     clock = time.perf_counter()
 
-    # 1. generate (or wait for the batch generated ahead)
+    # 1. generate (or wait for the batch generated ahead): the samples stay on the object
+    #    store as tensors; the controller keeps references and per-sample lengths
     batch = queue.take(step)
-    samples = [sample for group in batch.groups for sample in group]
-    owners = [p for p in batch.prompts for _ in range(rl.samples_per_prompt)]
-    completions = tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
+    generated, summary = batch.generated, batch.generated.summary
+    lengths, rows = summary["response_lengths"], len(summary["response_lengths"])
+    data = StepData.of_parts(generated.parts, generated.sizes, max(lengths), pad)
     times["generate"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    # 2. score
-    total, per_source = roles.score([o.prompt for o in owners], completions, [o.metadata for o in owners])
+    # 2. score (the reward worker reads the texts from the parts)
+    total, per_source = roles.score_parts([p.prompt for p in batch.prompts], [p.metadata for p in batch.prompts],
+                                          rl.samples_per_prompt, generated.parts)
     scores = torch.tensor(total, dtype=torch.float32)
     if rl.missing_eos_penalty is not None:
-        scores += torch.tensor([0.0 if s.finished else rl.missing_eos_penalty for s in samples])
+        scores += torch.tensor([0.0 if done else rl.missing_eos_penalty for done in summary["finished"]])
     if rl.reward_clip is not None:
         scores = scores.clamp(-rl.reward_clip, rl.reward_clip)
     times["score"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    # 3. forward passes the update needs
-    rollouts = [Rollout(s) for s in samples]
-    if rl.max_staleness:  # off-policy: weigh by the engine's log-probs of what it sampled
-        _attach(rollouts, "behaviour_logprobs", [s.logprobs for s in samples])
-    width = max(max(len(s.response_ids) for s in samples), 1)
-    mask = pad_rows([[1.0] * len(s.response_ids) for s in samples], width)
+    # 3. forward passes the update needs, each where its model is (results stay there too)
     reuse = rl.update_epochs > 1 or rl.mini_batches > 1
     if reuse or (rl.kl_coef and rl.kl_in_reward):
-        _attach(rollouts, "old_logprobs", roles.forward(roles.trainers, rollouts, "logprobs", "logprobs", pad, micro))
+        data.add("old_logprobs", *roles.forward_rows(roles.trainers, data, "logprobs", "logprobs", micro, rows))
     if rl.kl_coef:
-        _attach(rollouts, "ref_logprobs", roles.reference_logprobs(rollouts, pad, micro))
+        data.add("ref_logprobs", *roles.reference_rows(data, micro, rows))
     values = None
     if roles.critic is not None:
-        _attach(rollouts, "old_values", roles.forward(roles.critic, rollouts, "values", "values", pad, micro))
-        values = _field(rollouts, "old_values", width)
+        data.add("old_values", *roles.forward_rows(roles.critic, data, "values", "values", micro, rows))
+        values = roles.fetch(data, "old_values", "values")
     reward_kl = None
     if rl.kl_coef and rl.kl_in_reward:
-        reward_kl = kl_estimate(_field(rollouts, "old_logprobs", width), _field(rollouts, "ref_logprobs", width), "k1")
+        reward_kl = kl_estimate(roles.fetch(data, "old_logprobs", "logprobs"),
+                                roles.fetch(data, "ref_logprobs", "reference logprobs"), "k1")
     times["forward"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 4. advantages
+    mask = (torch.arange(data.width) < torch.tensor(lengths).unsqueeze(1)).float()
     advantages, returns = compute_advantages(
         rl.algorithm, scores=scores, mask=mask, group_size=rl.samples_per_prompt, values=values, kl=reward_kl,
         kl_coef=rl.kl_coef if rl.kl_in_reward else 0.0, gamma=rl.gamma, lam=rl.lam,
         scale_rewards=rl.scale_rewards, whiten=rl.whiten_rewards)
-    for index, rollout in enumerate(rollouts):
-        length = len(rollout.sample.response_ids)
-        rollout.fields["advantages"] = advantages[index, :length].tolist()
-        if returns is not None:
-            rollout.fields["returns"] = returns[index, :length].tolist()
+    data.add("advantages", [0], [ray.put(advantages)])
+    if returns is not None:
+        data.add("returns", [0], [ray.put(returns)])
 
     # 5. update
-    policy_stats, critic_stats = update(roles, rollouts, shape, micro, pad, random.Random(config.seed * 7919 + step))
+    sizes = [p + r for p, r in zip(summary["prompt_lengths"], lengths)]
+    policy_stats, critic_stats = update(roles, data, lengths, sizes, shape, micro,
+                                        random.Random(config.seed * 7919 + step))
     times["train"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 6. sync (once the batches generating ahead have finished on the weights they started with)
@@ -201,13 +201,12 @@ def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, queue: Rollout
     roles.sync_weights(version=step + 1)
     times["sync"] = time.perf_counter() - clock
 
-    lengths = [len(s.response_ids) for s in samples]
     metrics = {
         "reward/total_mean": statistics.fmean(total), "reward/total_std": statistics.pstdev(total),
         **{f"reward/{label}_mean": statistics.fmean(v) for label, v in per_source.items()},
         **{f"reward/{label}_std": statistics.pstdev(v) for label, v in per_source.items()},
         "response/length_mean": statistics.fmean(lengths),
-        "response/truncated_fraction": sum(not s.finished for s in samples) / len(samples),
+        "response/truncated_fraction": summary["finished"].count(False) / rows,
         "rollout/staleness": batch.staleness,
         **{f"train/{k}": v for k, v in policy_stats.items()},
         **{f"critic/{k}": v for k, v in critic_stats.items()},
@@ -218,30 +217,38 @@ def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, queue: Rollout
     return metrics
 
 
-def update(roles: RlRoles, rollouts: list[Rollout], shape: BatchShape, micro: int, pad: int,
+def update(roles: RlRoles, data: StepData, lengths: list[int], sizes: list[int], shape: BatchShape, micro: int,
            rng: random.Random) -> tuple[dict, dict]:
-    """`update_epochs` passes over the rollouts in shuffled mini-batches; each mini-batch is
-    one optimizer step of the policy (and critic). The loss is a token mean over the mini-batch."""
-    world = len(roles.trainers)
+    """`update_epochs` passes over the step's rows in shuffled mini-batches; each mini-batch is
+    one optimizer step of the policy (and critic). The loss is a token mean over the mini-batch.
+    The controller sends each rank row numbers; the rank collates them from the object store."""
+    world, rl = len(roles.trainers), roles.config.rlhf
     per_rank = shape.mini_batch // world
+    fields = ("advantages", *(name for name in ("old_logprobs", "ref_logprobs") if name in data.refs),
+              *((BEHAVIOUR,) if rl.max_staleness else ()))
+    policy_layout, policy_blocks = data.for_workers(fields)
+    if roles.critic is not None:
+        critic_layout, critic_blocks = data.for_workers(("old_values", "returns"))
     policy, critic = defaultdict(list), defaultdict(list)
-    for _ in range(roles.config.rlhf.update_epochs):
-        order = list(range(len(rollouts)))
+    for _ in range(rl.update_epochs):
+        order = list(range(len(lengths)))
         rng.shuffle(order)
         for start in range(0, len(order), shape.mini_batch):
-            chosen = [rollouts[i] for i in order[start: start + shape.mini_batch]]
+            chosen = order[start: start + shape.mini_batch]
             shards = []
             for rank in range(world):
                 # By length, so each micro-batch pads little (the loss is a sum: order is free).
-                part = sorted(chosen[rank * per_rank: (rank + 1) * per_rank], key=sequence_tokens)
-                normaliser = max(sum(len(r.sample.response_ids) for r in part), 1) / shape.accumulation
-                shards.append((([collate_rollouts(part[k: k + micro], pad, normaliser)
-                                 for k in range(0, per_rank, micro)]),))
-            for stats in roles.trainers.call_each("train_step", shards):
+                mine = sorted(chosen[rank * per_rank: (rank + 1) * per_rank], key=sizes.__getitem__)
+                normaliser = max(sum(lengths[i] for i in mine), 1) / shape.accumulation
+                shards.append(([mine[k: k + micro] for k in range(0, per_rank, micro)], normaliser))
+            for stats in roles.trainers.call_each("train_rows", [(batches, normaliser, fields, policy_layout,
+                                                                   *policy_blocks) for batches, normaliser in shards]):
                 for key, value in stats.items():
                     policy[key].append(value)
             if roles.critic is not None:
-                for stats in roles.critic.call_each("train_step", shards):
+                for stats in roles.critic.call_each("train_rows", [(batches, normaliser, ("old_values", "returns"),
+                                                                    critic_layout, *critic_blocks)
+                                                                   for batches, normaliser in shards]):
                     for key, value in stats.items():
                         critic[key].append(value)
     return ({k: statistics.fmean(v) for k, v in policy.items()}, {k: statistics.fmean(v) for k, v in critic.items()})
@@ -256,12 +263,3 @@ def evaluate(roles: RlRoles, config: RunConfig, eval_set: list[PromptExample], t
              "prompt": None, "variant": None}
     return evaluate_prompts(eval_set, roles.generate, roles.score, tokenizer,
                             Sampling(1, 0.0, config.rollout.max_new_tokens), about)
-
-
-def _attach(rollouts: list[Rollout], name: str, rows: list[list[float]]) -> None:
-    for rollout, row in zip(rollouts, rows):
-        rollout.fields[name] = row
-
-
-def _field(rollouts: list[Rollout], name: str, width: int) -> torch.Tensor:
-    return pad_rows([r.fields[name] for r in rollouts], width)

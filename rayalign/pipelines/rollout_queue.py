@@ -16,7 +16,6 @@ from typing import Callable
 import ray
 
 from rayalign.data.prompts import PromptExample
-from rayalign.data.rollouts import Sample
 from rayalign.workers.group import WorkerError
 
 
@@ -25,13 +24,13 @@ class Batch:
     step: int                     # the step that trains on it
     version: int                  # the policy version (updates done) that sampled it
     prompts: list[PromptExample]
-    refs: list                    # the rollout workers' parts, still generating
+    launched: list                # per rollout worker, the references of its part and summary
 
 
 @dataclass
 class Rollouts:
     prompts: list[PromptExample]
-    groups: list[list[Sample]]    # samples_per_prompt samples per prompt
+    generated: object             # rl_roles.Generated: the parts' references and per-sample summary
     staleness: int                # updates between the sampling policy and the one trained
 
 
@@ -48,8 +47,8 @@ class RolloutQueue:
             self.next_step = step
         while self.next_step <= step + self.ahead:
             prompts = self.prompts_for(self.next_step)
-            refs = self.roles.launch_generation([p.prompt_ids for p in prompts], self.samples)
-            self.pending.append(Batch(self.next_step, step, prompts, refs))
+            launched = self.roles.launch_generation([p.prompt_ids for p in prompts], self.samples)
+            self.pending.append(Batch(self.next_step, step, prompts, launched))
             self.next_step += 1
 
     def take(self, step: int) -> Rollouts:
@@ -57,12 +56,12 @@ class RolloutQueue:
         batch = self.pending.popleft()
         if batch.step != step:
             raise RuntimeError(f"rollout queue out of order: step {step} got the batch of step {batch.step}")
-        return Rollouts(batch.prompts, self.roles.collect_generation(batch.refs), step - batch.version)
+        return Rollouts(batch.prompts, self.roles.collect_generation(batch.launched), step - batch.version)
 
     def settle(self) -> None:
         """Let the batches generating ahead finish on the weights they started with, before a
         weight sync changes them (a failure among them surfaces when its step takes it)."""
-        refs = [ref for batch in self.pending for ref in batch.refs]
+        refs = [ref for batch in self.pending for pair in batch.launched for ref in pair]
         if not refs:
             return
         timeout = self.roles.config.placement.timeout_s

@@ -26,6 +26,11 @@ class ReferenceWorker:
         self.model = load_causal_lm(self.model_name, dtype=self.dtype).eval()
         self.model.requires_grad_(False)
 
+    def forward_rows(self, objective: str, key: str, batches: list[list[int]], keep: int, layout, *blocks):
+        from rayalign.workers.step_rows import forward_rows
+
+        return forward_rows(self.evaluate, objective, key, batches, keep, layout, blocks)
+
     @torch.no_grad()
     def evaluate(self, batches: list[dict], objective: str = "logprobs") -> list[dict]:
         from rayalign.engines.training import plain_stats

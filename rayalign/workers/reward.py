@@ -22,6 +22,11 @@ class RewardWorker:
         """(weighted total per sample, {source label: its scores})."""
         return self.mix.score(prompts, completions, metadata)
 
+    def score_parts(self, prompts: list, metadata: list[dict], samples: int, *parts) -> tuple[list[float], dict]:
+        """The same for a step's rollout parts (`samples` per prompt), read from the object store."""
+        return self.score([p for p in prompts for _ in range(samples)], [text for part in parts for text in part.texts],
+                          [m for m in metadata for _ in range(samples)])
+
 
 def score_on(group: ActorGroup, prompts: list, completions: list[str], metadata: list[dict]) -> tuple[list, dict]:
     """The weighted totals and each source's scores, from the group's reward worker."""

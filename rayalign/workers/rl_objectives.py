@@ -1,4 +1,4 @@
-"""Forward passes of on-policy RL over rollout batches (see pipelines/rlhf.py `collate_rollouts`).
+"""Forward passes of RL over rollout micro-batches (the layout of data/rollout_batch.py).
 
 A batch holds prompts left-padded to P columns and responses right-padded to R columns,
 so the logits that predict the response are the last R+1 positions minus the final one:

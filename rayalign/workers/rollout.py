@@ -20,10 +20,24 @@ class RolloutWorker:
     def setup(self, engine: str, model_folder: str, rollout, seed: int, lora_rank: int | None) -> None:
         from rayalign.engines.generation import make_engine
 
+        from rayalign.models.loading import load_tokenizer
+
         self.engine = make_engine(engine, model_folder, rollout, seed + self.rank, lora_rank)
+        self.tokenizer = load_tokenizer(model_folder)
 
     def generate(self, prompts: list[list[int]], n: int, greedy: bool = False) -> list:
         return self.engine.generate(prompts, n, greedy)
+
+    @ray.method(num_returns=2)
+    def generate_part(self, prompts: list[list[int]], n: int):
+        """n samples per prompt as (a RolloutPart, which stays in the object store, and its
+        summary for the controller: lengths and whether each sample finished)."""
+        from rayalign.data.rollout_batch import RolloutPart
+
+        samples = [sample for group in self.engine.generate(prompts, n) for sample in group]
+        texts = self.tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
+        part = RolloutPart.from_samples(samples, texts)
+        return part, part.summary()
 
     def continue_text(self, prompts: list[list[int]], max_new_tokens: int, top_logprobs: int = 0,
                       stop: list[str] | None = None, temperature: float = 0.0) -> list:
@@ -42,19 +56,15 @@ class RolloutWorker:
 
 def launch_split(group: ActorGroup, prompts: list[list[int]], method: str, *args) -> list:
     """Start `method` on a group of RolloutWorkers, the prompts split over them in order; the
-    references of the parts, for `collect_split`."""
+    references of the parts."""
     size = -(-len(prompts) // len(group))
     chunks = [prompts[i * size:(i + 1) * size] for i in range(len(group))]
     return [getattr(actor, method).remote(chunk, *args) for actor, chunk in zip(group.actors, chunks) if chunk]
 
 
-def collect_split(group: ActorGroup, refs: list, method: str) -> list:
-    """One result per prompt, in order, from the parts `launch_split` started."""
-    return [item for part in group.gather(refs, method) for item in part]
-
-
 def _split(group: ActorGroup, prompts: list[list[int]], method: str, *args) -> list:
-    return collect_split(group, launch_split(group, prompts, method, *args), method)
+    """One result per prompt from `method` of a group of RolloutWorkers, the prompts split over them in order."""
+    return [item for part in group.gather(launch_split(group, prompts, method, *args), method) for item in part]
 
 
 def generate_split(group: ActorGroup, prompts: list[list[int]], n: int, greedy: bool = False) -> list[list]:

@@ -63,6 +63,18 @@ class Trainer:
     def train_step(self, micro_batches: list[dict]) -> dict:
         return self.engine.train_step(micro_batches, self.objective)
 
+    def train_rows(self, batches: list[list[int]], normaliser: float, fields: tuple[str, ...], layout,
+                   *blocks) -> dict:
+        """One optimizer step on micro-batches of a step's rows, collated here from its blocks."""
+        from rayalign.workers.step_rows import training_batches
+
+        return self.train_step(training_batches(batches, normaliser, fields, layout, blocks))
+
+    def forward_rows(self, objective: str, key: str, batches: list[list[int]], keep: int, layout, *blocks):
+        from rayalign.workers.step_rows import forward_rows
+
+        return forward_rows(self.evaluate, objective, key, batches, keep, layout, blocks)
+
     def evaluate(self, batches: list[dict], objective: str | None = None) -> list[dict]:
         """Stats of the training objective, or of another named one (e.g. pair_logprobs)."""
         from rayalign.workers.objectives import make_objective
