@@ -2,7 +2,9 @@
 
 `RlRoles` owns every group (policy trainers, rollout workers, reward worker, and when the
 algorithm needs them a critic and a reference) and the placement group under them;
-closing it frees all of them.
+closing it frees all of them. With `rollout.sleep` (colocated GPUs) the controller calls
+`before_generate`, `after_generate` and `before_sync` so the engines and the trainers take
+turns with the GPU memory.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import ray
 
 from rayalign.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from rayalign.data.rollouts import Rollout, Sample, collate_rollouts
+from rayalign.engines.generation import RayRanks
 from rayalign.models.loading import adapter_base
 from rayalign.models.registry import resolve_model
 from rayalign.pipelines.offline import forward_all
 from rayalign.workers.group import ActorGroup, reserve
-from rayalign.workers.placement import CRITIC, REFERENCE, REWARD, ROLLOUT, TRAINER, plan_placement
+from rayalign.workers.placement import (CRITIC, REFERENCE, REWARD, ROLLOUT, TRAINER, bundle_nodes,
+                                        engines_on_one_node, plan_placement)
 from rayalign.workers.reference import ReferenceWorker
 from rayalign.workers.reward import RewardWorker, score_on
 from rayalign.workers.rollout import RolloutWorker, generate_split
@@ -76,7 +80,7 @@ class RlRoles:
         self.groups: list[ActorGroup] = []
         self.trainers = self.critic = self.reference = None
         bundles, slots = plan_placement(config)
-        self.sync_mode = weight_sync_mode(config, on_gpu=slots[ROLLOUT].gpus > 0)
+        self.sync_mode = weight_sync_mode(config, on_gpu=slots[ROLLOUT].gpus + slots[ROLLOUT].engine_gpus > 0)
         self.placement = reserve(bundles, config.placement.timeout_s, "RL run")
         try:
             self._place(slots)
@@ -100,7 +104,11 @@ class RlRoles:
     def _place(self, slots: dict) -> None:
         config, placement = self.config, self.config.placement
         self.threads = max(int(placement.cpus_per_worker), 1)
-        self.rollout = self._group(RolloutWorker, ROLLOUT, slots[ROLLOUT], lambda rank: (rank,))
+        engines = slots[ROLLOUT].engine_bundles   # tensor-parallel engines: their ranks' bundles
+        if engines:
+            engines_on_one_node(engines, bundle_nodes(self.placement))
+        self.rollout = self._group(RolloutWorker, ROLLOUT, slots[ROLLOUT], lambda rank: (
+            rank, RayRanks(engines[rank], slots[ROLLOUT].engine_gpus) if engines else None))
         self.reward = self._group(RewardWorker, REWARD, slots[REWARD], lambda rank: (config.rewards,))
         for role in (TRAINER, CRITIC):
             if role in slots:
@@ -164,6 +172,30 @@ class RlRoles:
         if self.reference is None:  # LoRA: the trainer's base with the adapter off
             return self.forward(self.trainers, rollouts, "reference_logprobs", "logprobs", pad_id, micro)
         return self.forward(self.reference, rollouts, "logprobs", "logprobs", pad_id, micro)
+
+    # ------------------------------------------- colocated GPUs taking turns (rollout.sleep)
+    def before_generate(self) -> None:
+        """The trainers move their optimizer states to CPU memory; the engines bring back
+        their KV cache."""
+        if self.config.rollout.sleep:
+            self._trainer_groups_call("offload_optimizer_states")
+            self.rollout.call("wake", ("kv_cache",))
+
+    def after_generate(self) -> None:
+        """The engines sleep (weights to CPU memory, KV cache freed) while the trainers run
+        their forward passes and the update, with their optimizer states back."""
+        if self.config.rollout.sleep:
+            self.rollout.call("sleep")
+            self._trainer_groups_call("reload_optimizer_states")
+
+    def before_sync(self) -> None:
+        """The engines bring back their weights to receive the new ones."""
+        if self.config.rollout.sleep:
+            self.rollout.call("wake", ("weights",))
+
+    def _trainer_groups_call(self, method: str) -> None:
+        for group in filter(None, (self.trainers, self.critic)):
+            group.call(method)
 
     def sync_weights(self, version: int) -> float:
         """Send the trainers' weights to every rollout engine (adapter or full); returns seconds."""

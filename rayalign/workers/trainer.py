@@ -63,6 +63,12 @@ class Trainer:
     def train_step(self, micro_batches: list[dict]) -> dict:
         return self.engine.train_step(micro_batches, self.objective)
 
+    def offload_optimizer_states(self) -> None:
+        self.engine.offload_optimizer_states()
+
+    def reload_optimizer_states(self) -> None:
+        self.engine.reload_optimizer_states()
+
     def evaluate(self, batches: list[dict], objective: str | None = None) -> list[dict]:
         """Stats of the training objective, or of another named one (e.g. pair_logprobs)."""
         from rayalign.workers.objectives import make_objective
