@@ -17,8 +17,9 @@ def test_deepspeed_config_merges_user_overrides():
     assert config["bf16"] == {"enabled": True}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def process_group():
+    """One process group for the module: DeepSpeed keeps its data-parallel group across engines."""
     from rayalign.engines.distributed import close_process_group, init_process_group
 
     assert init_process_group(0, 1, "127.0.0.1", backend="auto") == "gloo"
