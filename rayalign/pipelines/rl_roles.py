@@ -2,9 +2,9 @@
 
 `RlRoles` owns every group (policy trainers, rollout workers, reward worker, and when the
 algorithm needs them a critic and a reference) and the placement group under them;
-closing it frees all of them. With `rollout.sleep` (colocated GPUs) the controller calls
-`before_generate`, `after_generate` and `before_sync` so the engines and the trainers take
-turns with the GPU memory.
+closing it frees all of them. With `rollout.sleep` (colocated GPUs) the engines and the
+trainers take turns with the GPU memory: `generate` hands it to the engines and back, and
+the controller calls `before_sync` so the sleeping engines can take new weights.
 """
 
 from __future__ import annotations
@@ -154,8 +154,12 @@ class RlRoles:
 
     # ------------------------------------------------------------------ calls
     def generate(self, prompts: list[list[int]], n: int, greedy: bool = False) -> list[list[Sample]]:
-        """n samples per prompt, the prompts split over the rollout workers in order."""
-        return generate_split(self.rollout, prompts, n, greedy)
+        """n samples per prompt, the prompts split over the rollout workers in order. With
+        rollout.sleep the GPUs' memory goes to the engines for the call, then back to the trainers."""
+        self._engines_turn()
+        samples = generate_split(self.rollout, prompts, n, greedy)
+        self._trainers_turn()
+        return samples
 
     def score(self, prompts: list, completions: list[str], metadata: list[dict]) -> tuple[list[float], dict]:
         return score_on(self.reward, prompts, completions, metadata)
@@ -174,14 +178,14 @@ class RlRoles:
         return self.forward(self.reference, rollouts, "logprobs", "logprobs", pad_id, micro)
 
     # ------------------------------------------- colocated GPUs taking turns (rollout.sleep)
-    def before_generate(self) -> None:
+    def _engines_turn(self) -> None:
         """The trainers move their optimizer states to CPU memory; the engines bring back
-        their KV cache."""
+        their KV cache (and their weights, if no sync woke them)."""
         if self.config.rollout.sleep:
             self._trainer_groups_call("offload_optimizer_states")
-            self.rollout.call("wake", ("kv_cache",))
+            self.rollout.call("wake", ("weights", "kv_cache"))
 
-    def after_generate(self) -> None:
+    def _trainers_turn(self) -> None:
         """The engines sleep (weights to CPU memory, KV cache freed) while the trainers run
         their forward passes and the update, with their optimizer states back."""
         if self.config.rollout.sleep:
@@ -189,7 +193,7 @@ class RlRoles:
             self._trainer_groups_call("reload_optimizer_states")
 
     def before_sync(self) -> None:
-        """The engines bring back their weights to receive the new ones."""
+        """With rollout.sleep: the sleeping engines bring back their weights to receive the new ones."""
         if self.config.rollout.sleep:
             self.rollout.call("wake", ("weights",))
 

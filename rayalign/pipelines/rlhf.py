@@ -139,12 +139,10 @@ def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, prompts: list[
     clock = time.perf_counter()
 
     # 1. generate
-    roles.before_generate()   # with rollout.sleep: engines and trainers take turns with the GPU memory
     groups = roles.generate([p.prompt_ids for p in prompts], rl.samples_per_prompt)
     samples = [sample for group in groups for sample in group]
     owners = [p for p in prompts for _ in range(rl.samples_per_prompt)]
     completions = tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
-    roles.after_generate()
     times["generate"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 2. score
@@ -190,7 +188,7 @@ def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, prompts: list[
     times["train"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 6. sync
-    roles.before_sync()
+    roles.before_sync()   # with rollout.sleep: the engines wake their weights
     roles.sync_weights(version=step + 1)
     times["sync"] = time.perf_counter() - clock
 
