@@ -17,8 +17,9 @@ def test_deepspeed_config_merges_user_overrides():
     assert config["bf16"] == {"enabled": True}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def process_group():
+    """One process group for the module: DeepSpeed keeps its data-parallel group across engines."""
     from rayalign.engines.distributed import close_process_group, init_process_group
 
     assert init_process_group(0, 1, "127.0.0.1", backend="auto") == "gloo"
@@ -54,3 +55,28 @@ def test_engine_steps_accumulates_and_checkpoints(tiny_model, tmp_path, process_
     assert all(torch.equal(weights[k], v) for k, v in engine.module.state_dict().items())
     stats = engine.evaluate([batch], sft_objective)
     assert stats[0]["tokens"] == 22
+
+
+def test_optimizer_states_offloaded_and_reloaded_train_on_unchanged(tiny_model, process_group):
+    """What a colocated trainer does while the engine generates (rollout.sleep): on CPU the
+    states move CPU to CPU, so this checks that the round trip keeps training exact."""
+    from rayalign.models.adapt import build_trainable
+    from rayalign.workers.objectives import sft_objective
+
+    ids = torch.randint(3, 100, (2, 12), generator=torch.Generator().manual_seed(1))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    losses = []
+    for offload in (False, True):
+        torch.manual_seed(0)
+        model, _ = build_trainable(ModelConfig(name_or_path=tiny_model))
+        engine = TrainingEngine(model, TrainConfig(micro_batch_size=2, lr=1e-2, zero_stage=2, lr_scheduler="constant"),
+                                total_steps=2, world_size=1)
+        run = []
+        for _ in range(2):
+            if offload:
+                engine.offload_optimizer_states()
+                assert {s.value for s in engine.optimizer.offloaded_states} >= {"optim_states", "hp_params"}
+                engine.reload_optimizer_states()
+            run.append(engine.train_step([batch], sft_objective)["loss"])
+        losses.append(run)
+    assert losses[0] == losses[1] and losses[0][-1] < losses[0][0]

@@ -107,6 +107,12 @@ class RolloutConfig(_Strict):
     # version), `merged` (folded into the base weights, reloaded in place), or `auto`:
     # adapter on GPU, merged on CPU, where vLLM's LoRA kernels decode about 6x slower.
     lora_sync: Literal["auto", "adapter", "merged"] = "auto"
+    # GPU paths, not yet measured here. `tensor_parallel_size`: GPUs one engine spans (vLLM's
+    # Ray executor, its ranks on bundles of the run's placement group on one node).
+    # `sleep` (with placement.colocate): the engine frees its GPU memory while the trainers
+    # update (vLLM sleep level 1) and the trainers offload their optimizer states while it generates.
+    tensor_parallel_size: int = Field(1, gt=0)
+    sleep: bool = False
 
 
 class CriticConfig(_Strict):

@@ -6,6 +6,11 @@ feedback, greedy `Continuation`s with the top log-probabilities at every positio
 new weights from the trainer: a LoRA adapter (under a new version number each
 time) or a full safetensors state. Weights arrive as a folder's files in memory
 (`{filename: bytes}`), so the trainer and the rollout worker need not share a disk.
+
+GPU paths (not yet measured here): `rollout.tensor_parallel_size` N > 1 spans N GPUs with
+vLLM's Ray executor on given bundles of the calling actor's placement group (`RayRanks`), or,
+without Ray, its multiprocessing executor on the visible GPUs; `rollout.sleep` builds the
+engine with sleep mode, so it can free its GPU memory while a colocated trainer updates.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,17 +42,44 @@ def write_payload(payload: dict[str, bytes]) -> str:
     return folder
 
 
-class VllmEngine:
-    """vLLM's offline `LLM`, in-process (the engine runs inside the calling actor)."""
+@dataclass
+class RayRanks:
+    """Where a tensor-parallel engine's vLLM workers go: bundles of the placement group the
+    calling Ray actor runs in (one per rank, all on one node), and each worker's GPU share
+    (1, or a fraction when colocated with trainers)."""
 
-    def __init__(self, model_folder: str, rollout: RolloutConfig, seed: int = 0, lora_rank: int | None = None):
-        self._set_environment(rollout)
+    bundles: list[int]
+    gpus: float = 1.0
+
+
+def ray_executor_environment(ray_ranks: RayRanks) -> dict[str, str]:
+    """What tells vLLM's Ray executor (which takes the calling actor's placement group, via
+    ray.util.get_current_placement_group) which bundles its workers take and what GPU share
+    each asks for."""
+    return {"VLLM_RAY_BUNDLE_INDICES": ",".join(map(str, ray_ranks.bundles)),
+            "VLLM_RAY_PER_WORKER_GPUS": str(ray_ranks.gpus)}
+
+
+class VllmEngine:
+    """vLLM's offline `LLM`; its engine core runs inside the calling actor (with tensor
+    parallelism its model runs in one vLLM worker per GPU)."""
+
+    SLEEPING_PARTS = ("weights", "kv_cache")   # what sleep level 1 frees, in the order to wake them
+
+    def __init__(self, model_folder: str, rollout: RolloutConfig, seed: int = 0, lora_rank: int | None = None,
+                 ray_ranks: RayRanks | None = None):
+        # A tensor-parallel engine's own actor holds no GPU: its workers do.
+        on_gpu = rollout.tensor_parallel_size > 1 or torch.cuda.is_available()
+        self._set_environment(rollout, on_gpu, ray_ranks)
         from vllm import LLM
 
         kwargs = dict(model=model_folder, dtype=rollout.dtype, seed=seed, max_model_len=rollout.max_model_len,
-                      enforce_eager=not torch.cuda.is_available(), enable_prefix_caching=False)
-        if torch.cuda.is_available():
+                      enforce_eager=not on_gpu, enable_prefix_caching=False, enable_sleep_mode=rollout.sleep)
+        if on_gpu:
             kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization
+        if rollout.tensor_parallel_size > 1:
+            kwargs.update(tensor_parallel_size=rollout.tensor_parallel_size,
+                          distributed_executor_backend="ray" if ray_ranks else "mp")
         if lora_rank:
             kwargs.update(enable_lora=True, max_loras=1,
                           max_lora_rank=next(r for r in VLLM_LORA_RANKS if r >= lora_rank))
@@ -54,11 +87,17 @@ class VllmEngine:
         self.rollout = rollout
         self.lora = None          # the LoRARequest now in use
         self.folders: list[str] = []
+        self.asleep: set[str] = set()   # the parts sleep freed and no wake has brought back
 
     @staticmethod
-    def _set_environment(rollout: RolloutConfig) -> None:
+    def _set_environment(rollout: RolloutConfig, on_gpu: bool, ray_ranks: RayRanks | None) -> None:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: 3.6 s start, direct reloads
-        if not torch.cuda.is_available():
+        if ray_ranks is not None:
+            # Ray gave this actor no GPU: its empty device list must not hide the node's GPUs
+            # from vLLM (the workers choose theirs by bundle).
+            os.environ.update(ray_executor_environment(ray_ranks))
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        if not on_gpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(rollout.kv_cache_gib))
             threads = rollout.threads or max(int(rollout.cpus_per_worker), 1)
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{threads - 1}")
@@ -73,6 +112,7 @@ class VllmEngine:
         """n samples per prompt (greedy decoding gives n copies of one answer)."""
         from vllm import SamplingParams
 
+        self.wake()
         if greedy and n > 1:  # vLLM samples greedily once per request
             return [group * n for group in self.generate(prompts, 1, True, max_new_tokens)]
         params = SamplingParams(n=n, temperature=0.0 if greedy else self.rollout.temperature,
@@ -97,6 +137,7 @@ class VllmEngine:
         server reports them; the chosen token's is among them)."""
         from vllm import SamplingParams
 
+        self.wake()
         params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, logprobs=top_logprobs or None,
                                 stop=stop or None)
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, lora_request=self.lora,
@@ -132,6 +173,21 @@ class VllmEngine:
         self.llm.apply_model(_retie_embeddings)
         self.llm.reset_prefix_cache()
         self._keep(folder)
+
+    def sleep(self) -> None:
+        """Free the GPU memory (sleep mode level 1: the weights move to CPU memory, the KV
+        cache is dropped). Needs `rollout.sleep`."""
+        if not self.asleep:
+            self.llm.sleep(level=1)
+            self.asleep = set(self.SLEEPING_PARTS)
+
+    def wake(self, parts: tuple[str, ...] = SLEEPING_PARTS) -> None:
+        """Bring back what sleep freed: the `weights` before a weight sync, the `kv_cache`
+        before generating (generation wakes whatever still sleeps)."""
+        for part in self.SLEEPING_PARTS:
+            if part in parts and part in self.asleep:
+                self.llm.wake_up(tags=[part])
+                self.asleep.discard(part)
 
     def _keep(self, folder: str) -> None:
         """Keep only the newest weights folder on disk (the engine has read the older ones)."""
@@ -263,7 +319,11 @@ class HfEngine:
 ENGINES = {"vllm": VllmEngine, "hf": HfEngine}
 
 
-def make_engine(kind: str, model_folder: str, rollout: RolloutConfig, seed: int = 0, lora_rank: int | None = None):
+def make_engine(kind: str, model_folder: str, rollout: RolloutConfig, seed: int = 0, lora_rank: int | None = None,
+                ray_ranks: RayRanks | None = None):
+    """`ray_ranks`: where a tensor-parallel vLLM engine's workers go (vllm only)."""
     if kind not in ENGINES:
         raise ValueError(f"unknown rollout engine {kind!r}; choose from {sorted(ENGINES)}")
+    if kind == "vllm":
+        return VllmEngine(model_folder, rollout, seed, lora_rank, ray_ranks)
     return ENGINES[kind](model_folder, rollout, seed, lora_rank)

@@ -107,6 +107,20 @@ class TrainingEngine:
             results.append(plain_stats(objective(self.engine, _to_device(batch, self.engine.device))[1]))
         return results
 
+    # What the update needs and the forward passes and the weight sync do not: the optimizer
+    # moments, the fp32 master weights and the gradient buffers (the model's weights stay).
+    OPTIMIZER_STATES = ("optim_states", "hp_params", "lp_grads", "contiguous_grad_buffer")
+
+    def offload_optimizer_states(self) -> None:
+        """Move the optimizer's states to CPU memory (ZeRO 1-3), freeing the GPU for a
+        colocated generation engine; `reload_optimizer_states` brings them back."""
+        from deepspeed.runtime.zero.offload_config import OffloadStateTypeEnum
+
+        self.engine.offload_states(include=[OffloadStateTypeEnum(s) for s in self.OPTIMIZER_STATES])
+
+    def reload_optimizer_states(self) -> None:
+        self.engine.reload_states()
+
     def save_checkpoint(self, folder: str, client_state: dict | None = None) -> None:
         """Every rank writes its shard (trainable weights, optimizer, scheduler)."""
         self.engine.save_checkpoint(folder, tag="state", client_state=client_state or {},

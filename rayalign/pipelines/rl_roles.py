@@ -2,7 +2,9 @@
 
 `RlRoles` owns every group (policy trainers, rollout workers, reward worker, and when the
 algorithm needs them a critic and a reference) and the placement group under them;
-closing it frees all of them.
+closing it frees all of them. With `rollout.sleep` (colocated GPUs) the engines and the
+trainers take turns with the GPU memory: `generate` hands it to the engines and back, and
+the controller calls `before_sync` so the sleeping engines can take new weights.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import torch
 from rayalign.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from rayalign.data.rollout_batch import StepData
 from rayalign.data.rollouts import Sample
+from rayalign.engines.generation import RayRanks
 from rayalign.models.loading import adapter_base
 from rayalign.models.registry import resolve_model
 from rayalign.workers.group import ActorGroup, reserve
-from rayalign.workers.placement import CRITIC, REFERENCE, REWARD, ROLLOUT, TRAINER, plan_placement
+from rayalign.workers.placement import (CRITIC, REFERENCE, REWARD, ROLLOUT, TRAINER, bundle_nodes,
+                                        engines_on_one_node, plan_placement)
 from rayalign.workers.reference import ReferenceWorker
 from rayalign.workers.reward import RewardWorker, score_on
 from rayalign.workers.rollout import RolloutWorker, generate_split, launch_split
@@ -87,7 +91,7 @@ class RlRoles:
         self.groups: list[ActorGroup] = []
         self.trainers = self.critic = self.reference = None
         bundles, slots = plan_placement(config)
-        self.sync_mode = weight_sync_mode(config, on_gpu=slots[ROLLOUT].gpus > 0)
+        self.sync_mode = weight_sync_mode(config, on_gpu=slots[ROLLOUT].gpus + slots[ROLLOUT].engine_gpus > 0)
         self.placement = reserve(bundles, config.placement.timeout_s, "RL run")
         try:
             self._place(slots)
@@ -111,7 +115,11 @@ class RlRoles:
     def _place(self, slots: dict) -> None:
         config, placement = self.config, self.config.placement
         self.threads = max(int(placement.cpus_per_worker), 1)
-        self.rollout = self._group(RolloutWorker, ROLLOUT, slots[ROLLOUT], lambda rank: (rank,))
+        engines = slots[ROLLOUT].engine_bundles   # tensor-parallel engines: their ranks' bundles
+        if engines:
+            engines_on_one_node(engines, bundle_nodes(self.placement))
+        self.rollout = self._group(RolloutWorker, ROLLOUT, slots[ROLLOUT], lambda rank: (
+            rank, RayRanks(engines[rank], slots[ROLLOUT].engine_gpus) if engines else None))
         self.reward = self._group(RewardWorker, REWARD, slots[REWARD], lambda rank: (config.rewards,))
         for role in (TRAINER, CRITIC):
             if role in slots:
@@ -158,17 +166,24 @@ class RlRoles:
 
     # ------------------------------------------------------------------ calls
     def generate(self, prompts: list[list[int]], n: int, greedy: bool = False) -> list[list[Sample]]:
-        """n samples per prompt, the prompts split over the rollout workers in order."""
-        return generate_split(self.rollout, prompts, n, greedy)
+        """n samples per prompt, the prompts split over the rollout workers in order. With
+        rollout.sleep the GPUs' memory goes to the engines for the call, then back to the trainers."""
+        self._engines_turn()
+        samples = generate_split(self.rollout, prompts, n, greedy)
+        self._trainers_turn()
+        return samples
 
     def launch_generation(self, prompts: list[list[int]], n: int) -> list:
         """Start sampling n per prompt on the rollout workers: per worker, the references of
-        its RolloutPart and of that part's summary (for `collect_generation`)."""
+        its RolloutPart and of that part's summary (for `collect_generation`). With
+        rollout.sleep the engines have the GPUs until `collect_generation`."""
+        self._engines_turn()
         return launch_split(self.rollout, prompts, "generate_part", n)
 
     def collect_generation(self, launched: list) -> Generated:
         """Wait for the summaries only; the parts stay in the object store."""
         summaries = self.rollout.gather([summary for _, summary in launched], "generate")
+        self._trainers_turn()
         merged = {key: [value for s in summaries for value in s[key]] for key in summaries[0]}
         return Generated([part for part, _ in launched], [len(s["finished"]) for s in summaries], merged)
 
@@ -208,6 +223,30 @@ class RlRoles:
         in the reward); gathering it also surfaces a failed forward with its role."""
         group = {"old_values": self.critic, "ref_logprobs": self.reference}.get(name) or self.trainers
         return torch.cat(group.gather(data.refs[name], what))
+
+    # ------------------------------------------- colocated GPUs taking turns (rollout.sleep)
+    def _engines_turn(self) -> None:
+        """The trainers move their optimizer states to CPU memory; the engines bring back
+        their KV cache (and their weights, if no sync woke them)."""
+        if self.config.rollout.sleep:
+            self._trainer_groups_call("offload_optimizer_states")
+            self.rollout.call("wake", ("weights", "kv_cache"))
+
+    def _trainers_turn(self) -> None:
+        """The engines sleep (weights to CPU memory, KV cache freed) while the trainers run
+        their forward passes and the update, with their optimizer states back."""
+        if self.config.rollout.sleep:
+            self.rollout.call("sleep")
+            self._trainer_groups_call("reload_optimizer_states")
+
+    def before_sync(self) -> None:
+        """With rollout.sleep: the sleeping engines bring back their weights to receive the new ones."""
+        if self.config.rollout.sleep:
+            self.rollout.call("wake", ("weights",))
+
+    def _trainer_groups_call(self, method: str) -> None:
+        for group in filter(None, (self.trainers, self.critic)):
+            group.call(method)
 
     def sync_weights(self, version: int) -> float:
         """Send the trainers' weights to every rollout engine (adapter or full); returns seconds."""

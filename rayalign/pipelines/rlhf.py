@@ -198,6 +198,7 @@ def rl_step(roles: RlRoles, config: RunConfig, shape: BatchShape, queue: Rollout
 
     # 6. sync (once the batches generating ahead have finished on the weights they started with)
     queue.settle()
+    roles.before_sync()   # with rollout.sleep: the engines wake their weights
     roles.sync_weights(version=step + 1)
     times["sync"] = time.perf_counter() - clock
 

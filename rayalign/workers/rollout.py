@@ -1,4 +1,8 @@
-"""RolloutWorker: a generation engine (vLLM or HF) as a Ray actor, fed new weights after each update."""
+"""RolloutWorker: a generation engine (vLLM or HF) as a Ray actor, fed new weights after each update.
+
+A tensor-parallel vLLM engine's worker holds no GPU itself: it is told the bundles of its
+engine's ranks (`RayRanks`). With `rollout.sleep` the engine sleeps while the trainers
+sharing its GPUs update and wakes in parts (weights, then KV cache)."""
 
 from __future__ import annotations
 
@@ -10,20 +14,28 @@ from rayalign.workers.placement import location
 
 @ray.remote
 class RolloutWorker:
-    def __init__(self, rank: int):
+    def __init__(self, rank: int, ray_ranks=None):
         self.rank = rank
+        self.ray_ranks = ray_ranks   # a RayRanks for a tensor-parallel engine
         self.engine = None
 
     def where(self) -> dict:
-        return location()
+        """Where this actor landed, and the bundles its engine's tensor-parallel workers take."""
+        return {**location(), "engine_bundles": self.ray_ranks.bundles if self.ray_ranks else []}
 
     def setup(self, engine: str, model_folder: str, rollout, seed: int, lora_rank: int | None) -> None:
         from rayalign.engines.generation import make_engine
 
         from rayalign.models.loading import load_tokenizer
 
-        self.engine = make_engine(engine, model_folder, rollout, seed + self.rank, lora_rank)
+        self.engine = make_engine(engine, model_folder, rollout, seed + self.rank, lora_rank, self.ray_ranks)
         self.tokenizer = load_tokenizer(model_folder)
+
+    def sleep(self) -> None:
+        self.engine.sleep()
+
+    def wake(self, parts: tuple[str, ...]) -> None:
+        self.engine.wake(parts)
 
     def generate(self, prompts: list[list[int]], n: int, greedy: bool = False) -> list:
         return self.engine.generate(prompts, n, greedy)

@@ -75,6 +75,12 @@ class Trainer:
 
         return forward_rows(self.evaluate, objective, key, batches, keep, layout, blocks)
 
+    def offload_optimizer_states(self) -> None:
+        self.engine.offload_optimizer_states()
+
+    def reload_optimizer_states(self) -> None:
+        self.engine.reload_optimizer_states()
+
     def evaluate(self, batches: list[dict], objective: str | None = None) -> list[dict]:
         """Stats of the training objective, or of another named one (e.g. pair_logprobs)."""
         from rayalign.workers.objectives import make_objective
