@@ -25,7 +25,6 @@ class RolloutWorker:
 
     def setup(self, engine: str, model_folder: str, rollout, seed: int, lora_rank: int | None) -> None:
         from rayalign.engines.generation import make_engine
-
         from rayalign.models.loading import load_tokenizer
 
         self.engine = make_engine(engine, model_folder, rollout, seed + self.rank, lora_rank, self.ray_ranks)
