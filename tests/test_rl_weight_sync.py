@@ -15,6 +15,7 @@ from rayalign.config import RunConfig
 from rayalign.data.rollouts import Rollout
 from rayalign.pipelines.rl_roles import RlRoles, batch_shape
 from rayalign.workers.group import WorkerError
+from rayalign.workers.placement import ROLLOUT
 from rayalign.pipelines.rlhf import update
 from tiny_model import build_tiny_model
 
@@ -78,16 +79,15 @@ def test_rollout_engine_matches_trainer_after_sync(ray_cluster, vllm_tiny_model,
     assert gap < 1e-4, f"after the sync, engine and trainer disagree by {gap}"
 
 
-def test_a_rollout_worker_dead_during_sync_is_a_named_error_within_the_timeout(ray_cluster, vllm_tiny_model,
-                                                                               tmp_path):
+def test_a_rollout_worker_killed_in_a_sync_is_a_named_error_within_the_timeout(ray_cluster, vllm_tiny_model, tmp_path):
     config = sync_config(tmp_path, vllm_tiny_model, lora=False, sync_timeout_s=10)
     roles = RlRoles(config, batch_shape(config))
     try:
-        # The trainer sends and the engine receives; the engine's process is killed meanwhile.
+        # The engine is killed while it waits in a receive; the sync then meets a dead peer.
         receiving = roles.rollout.actors[0].receive_weights.remote(roles.manifest, "full", 1, 2**10)
         ray.kill(roles.rollout.actors[0])
         started = time.monotonic()
-        with pytest.raises(WorkerError, match=r"rollout rank 0: weight sync \(version 1.*failed: .*Actor"):
+        with pytest.raises(WorkerError, match=rf"{ROLLOUT} rank 0: weight sync \(version 1.*failed: ActorDiedError"):
             roles.sync_weights(version=1)
         assert time.monotonic() - started < config.rollout.sync_timeout_s + 5
         with pytest.raises(ray.exceptions.RayActorError):
