@@ -10,7 +10,7 @@ synced to one vLLM rollout worker in bf16, colocated on one bundle of a private 
 
 Each job starts its roles once with `rollout.sync: collective` (which joins the weight-sync
 group) and then alternates syncs of both kinds on the same actors: a collective sync, then an
-object-store sync (the same roles, `rollout.sync` switched to object_store for that call), and
+object-store sync (the same roles, their transport switched to object_store for that call), and
 so on, `--syncs` times after `--warmup` pairs that are dropped. A sync is timed as
 `RlRoles.sync_weights` times it in a run (from the controller's call until every engine has
 loaded the weights). Medians are printed as one JSON line; `speedup` = object-store seconds /
@@ -52,15 +52,13 @@ def measure(args, lora: bool) -> dict:
     from rayalign.pipelines.rl_roles import RlRoles, batch_shape
 
     with tempfile.TemporaryDirectory(prefix="rayalign-bench-sync-") as output_dir:
-        collective = job_config(args, output_dir, lora)
-        object_store = collective.model_copy(update={
-            "rollout": collective.rollout.model_copy(update={"sync": "object_store"})})
-        roles = RlRoles(collective, batch_shape(collective))
+        config = job_config(args, output_dir, lora)
+        roles = RlRoles(config, batch_shape(config))
         times = {"collective": [], "object_store": []}
         try:
             for version in range(1, args.warmup + args.syncs + 1):
-                for kind, config in (("collective", collective), ("object_store", object_store)):
-                    roles.config = config
+                for kind in ("collective", "object_store"):
+                    roles.sync_transport = kind
                     seconds = roles.sync_weights(version=2 * version + (kind == "object_store"))
                     if version > args.warmup:
                         times[kind].append(seconds)

@@ -107,7 +107,8 @@ class RolloutConfig(_Strict):
     # broadcasts of at most `sync_bucket_mb`, gathered parameter by parameter under ZeRO-3,
     # never through the driver) or `object_store` (rank 0's weights as files, put in Ray's
     # object store and loaded by each engine). Every sync, and every collective in it, has
-    # `sync_timeout_s`: a dead peer is an error naming it, not a hang.
+    # `sync_timeout_s`: a dead peer is an error naming it, not a hang. Where trainer rank 0 and
+    # an engine share a GPU (placement.colocate on GPUs) NCCL cannot join them: object_store there.
     sync: Literal["collective", "object_store"] = "collective"
     sync_bucket_mb: float = Field(256.0, gt=0)
     sync_timeout_s: float = Field(120.0, gt=0)

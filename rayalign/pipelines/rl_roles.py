@@ -69,6 +69,12 @@ def weight_sync_mode(config: RunConfig, on_gpu: bool) -> str:
     return config.rollout.lora_sync
 
 
+def weight_sync_transport(config: RunConfig, on_gpu: bool) -> str:
+    """rollout.sync, except where trainer rank 0 and an engine share a GPU (colocated on GPUs):
+    NCCL cannot join two ranks of one GPU, so weights go through the object store there."""
+    return "object_store" if on_gpu and config.placement.colocate else config.rollout.sync
+
+
 class RlRoles:
     """Places every role's actors (cheap), then, unless `start` is False, loads the models."""
 
@@ -78,6 +84,7 @@ class RlRoles:
         self.trainers = self.critic = self.reference = None
         bundles, slots = plan_placement(config)
         self.sync_mode = weight_sync_mode(config, on_gpu=slots[ROLLOUT].gpus > 0)
+        self.sync_transport = weight_sync_transport(config, on_gpu=slots[ROLLOUT].gpus > 0)
         self.sync_backend = backend_for(on_gpu=slots[ROLLOUT].gpus > 0)
         self.placement = reserve(bundles, config.placement.timeout_s, "RL run")
         try:
@@ -145,7 +152,7 @@ class RlRoles:
             self.reference.call("setup")
         self.reward.call("where")  # a reward source that cannot be built fails here, before any rollout
         self.rollout.gather(engines_ready, "setup")
-        if config.rollout.sync == "collective":
+        if self.sync_transport == "collective":
             self._join_weight_group()
 
     def _join_weight_group(self) -> None:
@@ -189,7 +196,7 @@ class RlRoles:
         object_store: rank 0's weights as files, through the object store."""
         started, rollout = time.perf_counter(), self.config.rollout
         what = f"weight sync (version {version}, {self.sync_mode}, rollout.sync_timeout_s)"
-        if rollout.sync == "collective":
+        if self.sync_transport == "collective":
             bucket = int(rollout.sync_bucket_mb * 2**20)
             sends = [a.send_weights.remote(self.sync_mode, self.manifest, bucket) for a in self.trainers.actors]
             receives = [a.receive_weights.remote(self.manifest, self.sync_mode, version, bucket)
