@@ -72,3 +72,34 @@ def test_colocated_gpus_sync_through_the_object_store():
                                        "placement": {"colocate": True}})
     assert weight_sync_transport(config, on_gpu=True) == "object_store"
     assert weight_sync_transport(config, on_gpu=False) == "collective"
+
+
+def test_the_hf_engine_receives_a_full_sync_in_place(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from rayalign.config import RolloutConfig
+    from rayalign.engines.generation import HfEngine
+    from rayalign.models.export import sync_tensors
+    from tiny_model import build_tiny_model
+
+    folder = build_tiny_model(tmp_path / "tiny")
+    engine = HfEngine(folder, RolloutConfig(engine="hf", dtype="float32"))
+    trained = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with torch.no_grad():
+        for param in trained.parameters():
+            param.add_(torch.randn_like(param) * 0.1)
+    tensors = sync_tensors(trained, "full")
+    manifest = {"tensors": [(t.name, "float32", t.shape) for t in tensors], "adapter_config": None}
+    store = open_store("127.0.0.1", 2, 20)
+    receiving = threading.Thread(target=lambda: (engine.join_weight_group("127.0.0.1", store.port, 1, 2, "gloo", 20),
+                                                 engine.receive_weights(manifest, "full", 1, 2**14)))
+    receiving.start()
+    sender = BucketSender(join_weight_group("127.0.0.1", store.port, 0, 2, "gloo", 20, store), manifest["tensors"],
+                          2**14, "cpu")
+    for tensor in tensors:
+        sender.add(tensor.compute().detach())
+    assert sender.finish() > 1
+    receiving.join(20)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        assert torch.equal(engine.model(ids).logits, trained(ids).logits)
