@@ -66,7 +66,8 @@ def measure(args, lora: bool) -> dict:
         finally:
             roles.close()
     medians = {f"{kind}_s": round(statistics.median(values), 4) for kind, values in times.items()}
-    return {"mode": mode, **medians, "speedup": round(medians["object_store_s"] / medians["collective_s"], 2)}
+    every = {f"{kind}_every_s": [round(value, 3) for value in values] for kind, values in times.items()}
+    return {"mode": mode, **medians, "speedup": round(medians["object_store_s"] / medians["collective_s"], 2), **every}
 
 
 def main() -> None:
