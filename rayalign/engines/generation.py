@@ -4,8 +4,10 @@ Both take token ids and give back `Sample`s (response ids, the engine's own log-
 them under the unmodified distribution, whether the response ended by itself), or, for AI
 feedback, greedy `Continuation`s with the top log-probabilities at every position; and take
 new weights from the trainer: a LoRA adapter (under a new version number each
-time) or a full safetensors state. Weights arrive as a folder's files in memory
-(`{filename: bytes}`), so the trainer and the rollout worker need not share a disk.
+time) or a full safetensors state. Weights arrive either as a folder's files in memory
+(`{filename: bytes}`, the object-store sync), so the trainer and the rollout worker need not
+share a disk, or by the collective sync (engines/weight_sync.py): the engine joins the
+trainer's weight-sync group and receives bucket after bucket of broadcast tensors.
 
 GPU paths (not yet measured here): `rollout.tensor_parallel_size` N > 1 spans N GPUs with
 vLLM's Ray executor on given bundles of the calling actor's placement group (`RayRanks`), or,
@@ -42,6 +44,20 @@ def write_payload(payload: dict[str, bytes]) -> str:
     return folder
 
 
+def adapter_payload(tensors, config_json: str) -> dict[str, bytes]:
+    """A peft adapter folder's files in memory, from received `(name, tensor)` pairs and its config."""
+    from safetensors.torch import save
+
+    return {ADAPTER_FILE: save({name: tensor.contiguous() for name, tensor in tensors}),
+            "adapter_config.json": config_json.encode()}
+
+
+def _quiet_partial_reload() -> None:
+    """A partial reload (merged LoRA targets only) warns once per layer it leaves alone."""
+    for name in PARTIAL_RELOAD_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 @dataclass
 class RayRanks:
     """Where a tensor-parallel engine's vLLM workers go: bundles of the placement group the
@@ -74,7 +90,8 @@ class VllmEngine:
         from vllm import LLM
 
         kwargs = dict(model=model_folder, dtype=rollout.dtype, seed=seed, max_model_len=rollout.max_model_len,
-                      enforce_eager=not on_gpu, enable_prefix_caching=False, enable_sleep_mode=rollout.sleep)
+                      enforce_eager=not on_gpu, enable_prefix_caching=False, enable_sleep_mode=rollout.sleep,
+                      worker_extension_cls="rayalign.engines.vllm_weight_receiver.WeightReceiver")
         if on_gpu:
             kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization
         if rollout.tensor_parallel_size > 1:
@@ -153,9 +170,11 @@ class VllmEngine:
 
     def load_adapter(self, payload: dict[str, bytes], version: int) -> None:
         """Serve a new adapter under a new integer id (vLLM keeps serving the old one if an id is reused)."""
+        self._serve_adapter(write_payload(payload), version)
+
+    def _serve_adapter(self, folder: str, version: int) -> None:
         from vllm.lora.request import LoRARequest
 
-        folder = write_payload(payload)
         previous = self.lora
         self.lora = LoRARequest(f"policy-v{version}", version, folder)
         self.llm.llm_engine.add_lora(self.lora)
@@ -166,13 +185,31 @@ class VllmEngine:
     def load_weights(self, payload: dict[str, bytes]) -> None:
         """Reload in place the weights in the payload (all of them, or some: the layers it
         does not name keep their weights, which vLLM reports as a warning per layer)."""
-        for name in PARTIAL_RELOAD_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
+        _quiet_partial_reload()
         folder = write_payload(payload)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": folder})
+        self._after_reload()
+        self._keep(folder)
+
+    def _after_reload(self) -> None:
         self.llm.apply_model(_retie_embeddings)
         self.llm.reset_prefix_cache()
-        self._keep(folder)
+
+    def join_weight_group(self, address: str, port: int, first_rank: int, world_size: int, backend: str,
+                          timeout_s: float) -> None:
+        """Every worker of the engine joins the trainer's weight-sync group (see vllm_weight_receiver.py)."""
+        self.llm.collective_rpc("join_weight_group", args=(address, port, first_rank, world_size, backend, timeout_s))
+
+    def receive_weights(self, manifest: dict, mode: str, version: int, bucket_bytes: int) -> None:
+        """Receive one collective sync: weights reloaded in place, or an adapter served as `version`."""
+        _quiet_partial_reload()
+        folders = self.llm.collective_rpc("receive_weights", args=(manifest, mode, bucket_bytes))
+        if mode == "adapter":
+            for extra in folders[1:]:   # every worker wrote the same adapter; one folder serves it
+                shutil.rmtree(extra, ignore_errors=True)
+            self._serve_adapter(folders[0], version)
+        else:
+            self._after_reload()
 
     def sleep(self) -> None:
         """Free the GPU memory (sleep mode level 1: the weights move to CPU memory, the KV
@@ -199,6 +236,7 @@ class VllmEngine:
         for folder in self.folders:
             shutil.rmtree(folder, ignore_errors=True)
         self.folders = []
+        self.llm.collective_rpc("leave_weight_group")
 
 
 def _retie_embeddings(model) -> None:
@@ -235,6 +273,7 @@ class HfEngine:
         self.tokenizer = load_tokenizer(model_folder)
         self.rollout = rollout
         self.has_adapter = False
+        self.weight_group = None
         torch.manual_seed(seed)
 
     def _padded(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -312,8 +351,31 @@ class HfEngine:
         if unexpected:
             raise ValueError(f"weight sync sent names the model does not have: {unexpected[:5]}")
 
+    def join_weight_group(self, address: str, port: int, first_rank: int, world_size: int, backend: str,
+                          timeout_s: float) -> None:
+        from rayalign.engines.weight_sync import join_weight_group
+
+        self.weight_group_rank = first_rank
+        self.weight_group = join_weight_group(address, port, first_rank, world_size, backend, timeout_s)
+
+    @torch.no_grad()
+    def receive_weights(self, manifest: dict, mode: str, version: int, bucket_bytes: int) -> None:
+        """Receive one collective sync: each tensor copied in place as its bucket arrives, or an adapter."""
+        from rayalign.engines.weight_sync import receive_buckets
+
+        received = receive_buckets(self.weight_group, manifest["tensors"], bucket_bytes, self.model.device,
+                                   self.weight_group_rank)
+        if mode == "adapter":
+            self.load_adapter(adapter_payload(received, manifest["adapter_config"]), version)
+            return
+        params = dict(self.model.named_parameters())
+        for name, tensor in received:
+            if name not in params:
+                raise ValueError(f"weight sync sent {name!r}, which the model does not have")
+            params[name].copy_(tensor)
+
     def close(self) -> None:
-        pass
+        self.weight_group = None
 
 
 ENGINES = {"vllm": VllmEngine, "hf": HfEngine}

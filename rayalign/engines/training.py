@@ -132,13 +132,18 @@ class TrainingEngine:
             raise FileNotFoundError(f"{folder}: no DeepSpeed checkpoint to resume from")
         return client_state
 
-    @contextlib.contextmanager
     def full_parameters(self):
         """Inside, every rank sees whole parameters (ZeRO-3 gathers them; other stages have them)."""
+        return self.gathered(list(self.module.parameters()))
+
+    @contextlib.contextmanager
+    def gathered(self, params: list):
+        """Inside, `params` are whole on every rank (under ZeRO-3 every rank must enter: it is
+        a collective of the trainer group); yields the module."""
         if self.zero_stage != 3:
             yield self.module
             return
         import deepspeed
 
-        with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
             yield self.module

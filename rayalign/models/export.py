@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 
 def save_trained(model, tokenizer, folder: str | os.PathLike) -> str:
@@ -35,43 +37,73 @@ def merge_adapter(adapter_folder: str, out_folder: str, dtype: str = "float32") 
     return save_trained(merged, load_tokenizer(base), out_folder)
 
 
-def merged_lora_weights(model) -> dict:
-    """W + scale * B @ A for every LoRA-wrapped module of a peft model, under the base
-    model's own parameter names (what an engine holding the base model loads in place)."""
+@dataclass
+class SyncTensor:
+    """One tensor a rollout engine loads: its name, the parameters that must be whole to
+    compute it (what a ZeRO-3 gather needs), and how to compute it from them."""
+
+    name: str
+    params: list
+    compute: Callable   # () -> the tensor, once `params` are whole
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Its shape (the first parameter's: the weight itself, or the base weight of a merged
+        LoRA), known without gathering: ZeRO-3 keeps a partitioned parameter's in `ds_shape`."""
+        return tuple(getattr(self.params[0], "ds_shape", self.params[0].shape))
+
+
+def _lora_layers(model):
     from peft.tuners.lora import LoraLayer
 
-    merged = {}
-    for name, module in model.named_modules():
-        if isinstance(module, LoraLayer):
-            weight = module.base_layer.weight + module.get_delta_weight(module.active_adapters[0])
-            merged[name.removeprefix("base_model.model.") + ".weight"] = weight.detach()
-    return merged
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
+
+
+def sync_tensors(model, mode: str) -> list[SyncTensor]:
+    """What a rollout engine needs to follow the trainer, tensor by tensor, in a fixed order.
+
+    adapter: the LoRA A/B tensors under the names a peft adapter file uses.
+    merged:  a peft model's LoRA-wrapped weights with the adapter folded in (W + scale * B @ A),
+             under the base model's own names (the engine reloads just those in place).
+    full:    every weight of the model (tied copies once)."""
+    if mode == "full":
+        return [SyncTensor(name, [p], lambda p=p: p) for name, p in model.named_parameters()]
+    if mode == "merged":
+        return [SyncTensor(name.removeprefix("base_model.model.") + ".weight",
+                           [module.base_layer.weight, *_lora_pair(module)],
+                           lambda m=module: m.base_layer.weight + m.get_delta_weight(m.active_adapters[0]))
+                for name, module in _lora_layers(model)]
+    if mode == "adapter":
+        return [SyncTensor(f"{name}.{part}.weight", [p], lambda p=p: p)
+                for name, module in _lora_layers(model)
+                for part, p in zip(("lora_A", "lora_B"), _lora_pair(module))]
+    raise ValueError(f"unknown weight-sync mode {mode!r}; choose adapter, merged or full")
+
+
+def _lora_pair(module) -> list:
+    adapter = module.active_adapters[0]
+    return [module.lora_A[adapter].weight, module.lora_B[adapter].weight]
+
+
+def adapter_config_json(model) -> str:
+    """The active adapter's adapter_config.json, as `save_pretrained` writes it."""
+    config = model.peft_config[model.active_adapter]
+    with tempfile.TemporaryDirectory(prefix="rayalign-adapter-config-") as staging:
+        config.save_pretrained(staging)
+        return (Path(staging) / "adapter_config.json").read_text()
 
 
 def weights_payload(model, mode: str, dtype=None) -> dict[str, bytes]:
-    """What a rollout engine needs to follow the trainer, as files in memory.
-
-    adapter: the peft adapter folder (the engine serves it as a LoRA).
-    merged:  a peft model's LoRA-wrapped weights with the adapter folded in (the engine
-             reloads just those tensors; no LoRA kernels at generation time).
-    full:    every weight of the model (tied copies once).
-    Tensors are cast to `dtype` (the engine's) when given."""
+    """`sync_tensors` as files in memory (the object-store sync): the peft adapter folder for
+    `adapter`, a safetensors file for `merged` and `full`. Tensors are cast to `dtype` (the
+    engine's) when given."""
     if mode == "adapter":
         with tempfile.TemporaryDirectory(prefix="rayalign-adapter-") as staging:
             model.save_pretrained(staging)
             return {path.name: path.read_bytes() for path in Path(staging).iterdir() if path.is_file()}
     from safetensors.torch import save
 
-    if mode == "merged":
-        state = merged_lora_weights(model)
-    elif mode == "full":
-        seen, state = set(), {}
-        for name, tensor in model.state_dict().items():
-            if tensor.data_ptr() not in seen:
-                seen.add(tensor.data_ptr())
-                state[name] = tensor.detach()
-    else:
-        raise ValueError(f"unknown weight-sync mode {mode!r}; choose adapter, merged or full")
+    state = {t.name: t.compute().detach() for t in sync_tensors(model, mode)}
     return {"model.safetensors": save({k: v.to(dtype).contiguous() if dtype else v.contiguous()
                                        for k, v in state.items()})}
 

@@ -20,9 +20,10 @@ from rayalign.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from rayalign.data.rollout_batch import StepData
 from rayalign.data.rollouts import Sample
 from rayalign.engines.generation import RayRanks
+from rayalign.engines.weight_sync import backend_for
 from rayalign.models.loading import adapter_base
 from rayalign.models.registry import resolve_model
-from rayalign.workers.group import ActorGroup, reserve
+from rayalign.workers.group import ActorGroup, gather_groups, reserve
 from rayalign.workers.placement import (CRITIC, REFERENCE, REWARD, ROLLOUT, TRAINER, bundle_nodes,
                                         engines_on_one_node, plan_placement)
 from rayalign.workers.reference import ReferenceWorker
@@ -83,6 +84,12 @@ def weight_sync_mode(config: RunConfig, on_gpu: bool) -> str:
     return config.rollout.lora_sync
 
 
+def weight_sync_transport(config: RunConfig, on_gpu: bool) -> str:
+    """rollout.sync, except where trainer rank 0 and an engine share a GPU (colocated on GPUs):
+    NCCL cannot join two ranks of one GPU, so weights go through the object store there."""
+    return "object_store" if on_gpu and config.placement.colocate else config.rollout.sync
+
+
 class RlRoles:
     """Places every role's actors (cheap), then, unless `start` is False, loads the models."""
 
@@ -91,7 +98,10 @@ class RlRoles:
         self.groups: list[ActorGroup] = []
         self.trainers = self.critic = self.reference = None
         bundles, slots = plan_placement(config)
-        self.sync_mode = weight_sync_mode(config, on_gpu=slots[ROLLOUT].gpus + slots[ROLLOUT].engine_gpus > 0)
+        on_gpu = slots[ROLLOUT].gpus + slots[ROLLOUT].engine_gpus > 0
+        self.sync_mode = weight_sync_mode(config, on_gpu)
+        self.sync_transport = weight_sync_transport(config, on_gpu)
+        self.sync_backend = backend_for(on_gpu)
         self.placement = reserve(bundles, config.placement.timeout_s, "RL run")
         try:
             self._place(slots)
@@ -163,6 +173,20 @@ class RlRoles:
             self.reference.call("setup")
         self.reward.call("where")  # a reward source that cannot be built fails here, before any rollout
         self.rollout.gather(engines_ready, "setup")
+        if self.sync_transport == "collective":
+            self._join_weight_group()
+
+    def _join_weight_group(self) -> None:
+        """Trainer rank 0 and every rollout engine form the weight-sync group (once per run);
+        rank 0 lists what each sync will send."""
+        rollout, trainer = self.config.rollout, self.trainers.actors[0]
+        world, timeout = 1 + len(self.rollout), rollout.sync_timeout_s
+        address, port = self.trainers.gather([trainer.open_weight_group.remote(world, timeout)], "weight-sync store")[0]
+        joins = [a.join_weight_group.remote(address, port, 1 + rank, world, self.sync_backend, timeout)
+                 for rank, a in enumerate(self.rollout.actors)]
+        gather_groups([(self.trainers, [trainer.join_weight_group.remote(world, self.sync_backend, timeout)]),
+                       (self.rollout, joins)], "joining the weight-sync group (rollout.sync_timeout_s)", timeout)
+        self.manifest = self.trainers.call("weight_manifest", self.sync_mode, rollout.dtype)[0]
 
     # ------------------------------------------------------------------ calls
     def generate(self, prompts: list[list[int]], n: int, greedy: bool = False) -> list[list[Sample]]:
@@ -249,13 +273,24 @@ class RlRoles:
             group.call(method)
 
     def sync_weights(self, version: int) -> float:
-        """Send the trainers' weights to every rollout engine (adapter or full); returns seconds."""
-        started = time.perf_counter()
-        shared = ray.put(self.trainers.call("weights_payload", self.sync_mode, self.config.rollout.dtype)[0])
-        refs = [a.load_adapter.remote(shared, version) if self.sync_mode == "adapter" else a.load_weights.remote(shared)
-                for a in self.rollout.actors]
-        self.rollout.gather(refs, f"weight sync (version {version}, rollout.sync_timeout_s)",
-                            self.config.rollout.sync_timeout_s)
+        """Send the trainers' weights to every rollout engine (adapter, merged or full); returns seconds.
+
+        collective: every trainer rank walks its weights (joining ZeRO-3 gathers) while rank 0
+        broadcasts them bucket by bucket and every engine receives, all within the sync timeout.
+        object_store: rank 0's weights as files, through the object store."""
+        started, rollout = time.perf_counter(), self.config.rollout
+        what = f"weight sync (version {version}, {self.sync_mode}, rollout.sync_timeout_s)"
+        if self.sync_transport == "collective":
+            bucket = int(rollout.sync_bucket_mb * 2**20)
+            sends = [a.send_weights.remote(self.sync_mode, self.manifest, bucket) for a in self.trainers.actors]
+            receives = [a.receive_weights.remote(self.manifest, self.sync_mode, version, bucket)
+                        for a in self.rollout.actors]
+            gather_groups([(self.trainers, sends), (self.rollout, receives)], what, rollout.sync_timeout_s)
+        else:
+            shared = ray.put(self.trainers.call("weights_payload", self.sync_mode, rollout.dtype)[0])
+            refs = [a.load_adapter.remote(shared, version) if self.sync_mode == "adapter"
+                    else a.load_weights.remote(shared) for a in self.rollout.actors]
+            self.rollout.gather(refs, what, rollout.sync_timeout_s)
         return time.perf_counter() - started
 
     def shutdown(self) -> None:

@@ -6,6 +6,8 @@ cause; an actor that does not answer in time is a timeout error, never a silent 
 
 from __future__ import annotations
 
+import time
+
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.util.placement_group import placement_group, remove_placement_group
@@ -54,14 +56,7 @@ class ActorGroup:
 
     def gather(self, refs: list, what: str, timeout_s: float | None = None) -> list:
         """The results of `refs`, within `timeout_s` (default: the group's)."""
-        timeout_s = timeout_s or self.timeout_s
-        try:
-            return ray.get(refs, timeout=timeout_s)
-        except GetTimeoutError:
-            raise WorkerError(f"{self.role}: {what} gave no answer within {timeout_s:.0f} s") from None
-        except (RayTaskError, RayActorError) as exc:
-            rank = next((i for i, ref in enumerate(refs) if _failed(ref)), "?")
-            raise WorkerError(f"{self.role} rank {rank}: {what} failed: {_describe(exc)}") from exc
+        return gather_groups([(self, refs)], what, timeout_s or self.timeout_s)[0]
 
     def call(self, method: str, *args, **kwargs) -> list:
         """The same call on every actor."""
@@ -86,6 +81,48 @@ class ActorGroup:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def gather_groups(calls: list[tuple[ActorGroup, list]], what: str, timeout_s: float) -> list[list]:
+    """The results of calls made on several groups at once (one list per group), within one
+    timeout. The first failure ends the wait, as a `WorkerError` naming its role and rank; a
+    dead actor is named before the errors it may cause in its peers (they fail with it)."""
+    owner = {ref: (group, rank) for group, refs in calls for rank, ref in enumerate(refs)}
+    pending, deadline = list(owner), time.monotonic() + timeout_s
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1, timeout=max(deadline - time.monotonic(), 0))
+        if not ready:
+            silent = ", ".join(f"{group.role} rank {rank}" for group, rank in map(owner.get, pending))
+            roles = {group.role for group, _ in map(owner.get, pending)}
+            raise WorkerError(f"{'/'.join(sorted(roles))}: {what} gave no answer within {timeout_s:.0f} s "
+                              f"({silent})")
+        if _failed(ready[0]):
+            grace = max(min(FAILURE_GRACE_S, deadline - time.monotonic()), 0)
+            late = ray.wait(pending, num_returns=len(pending), timeout=grace)[0] if pending else []
+            failures = [ref for ref in ready + late if _failed(ref)]
+            _raise_failure(min(failures, key=lambda ref: not _died(ref)), owner, what)
+    return [ray.get(refs) for _, refs in calls]
+
+
+FAILURE_GRACE_S = 1.0   # after a failure, how long to look for a dead actor behind it
+
+
+def _raise_failure(ref, owner: dict, what: str) -> None:
+    group, rank = owner[ref]
+    try:
+        ray.get(ref)
+    except (RayTaskError, RayActorError) as exc:
+        raise WorkerError(f"{group.role} rank {rank}: {what} failed: {_describe(exc)}") from exc
+
+
+def _died(ref) -> bool:
+    try:
+        ray.get(ref, timeout=0)
+    except RayActorError:
+        return True
+    except Exception:  # noqa: BLE001 - any other failure is not a death
+        return False
+    return False
 
 
 def _failed(ref) -> bool:

@@ -1,4 +1,5 @@
-"""RolloutWorker: a generation engine (vLLM or HF) as a Ray actor, fed new weights after each update.
+"""RolloutWorker: a generation engine (vLLM or HF) as a Ray actor, fed new weights after each update
+(from the object store, or received from the trainer's weight-sync group).
 
 A tensor-parallel vLLM engine's worker holds no GPU itself: it is told the bundles of its
 engine's ranks (`RayRanks`). With `rollout.sleep` the engine sleeps while the trainers
@@ -59,6 +60,13 @@ class RolloutWorker:
 
     def load_weights(self, payload: dict[str, bytes]) -> None:
         self.engine.load_weights(payload)
+
+    def join_weight_group(self, address: str, port: int, first_rank: int, world_size: int, backend: str,
+                          timeout_s: float) -> None:
+        self.engine.join_weight_group(address, port, first_rank, world_size, backend, timeout_s)
+
+    def receive_weights(self, manifest: dict, mode: str, version: int, bucket_bytes: int) -> None:
+        self.engine.receive_weights(manifest, mode, version, bucket_bytes)
 
     def shutdown(self) -> None:
         if self.engine is not None:

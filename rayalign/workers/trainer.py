@@ -33,7 +33,7 @@ class Trainer:
         self.rank, self.world_size = rank, world_size
         torch.set_num_threads(max(threads, 1))
         torch.manual_seed(seed + rank)
-        self.engine = self.store = None
+        self.engine = self.store = self.weight_store = self.weight_group = None
 
     def where(self) -> dict:
         return location()
@@ -107,6 +107,48 @@ class Trainer:
             if self.rank == 0:
                 return weights_payload(module, mode, DTYPES[dtype] if dtype else None)
         return None
+
+    def open_weight_group(self, world_size: int, timeout_s: float) -> tuple[str, int]:
+        """Rank 0 opens the weight-sync group's store (separate from the training group's)."""
+        from rayalign.engines.distributed import open_store
+
+        address = ray.util.get_node_ip_address()
+        self.weight_store = open_store(address, world_size, timeout_s)
+        return address, self.weight_store.port
+
+    def join_weight_group(self, world_size: int, backend: str, timeout_s: float) -> None:
+        """Rank 0 joins the weight-sync group as its rank 0 (returns when every engine has joined)."""
+        from rayalign.engines.weight_sync import join_weight_group
+
+        store = self.weight_store
+        self.weight_group = join_weight_group(store.host, store.port, 0, world_size, backend, timeout_s, store)
+
+    def weight_manifest(self, mode: str, dtype: str | None = None) -> dict | None:
+        """Rank 0: the `(name, dtype, shape)` list a collective sync sends (and, for an adapter,
+        its adapter_config.json), known without gathering any weight."""
+        from rayalign.models.export import adapter_config_json, sync_tensors
+
+        if self.rank != 0:
+            return None
+        module = self.engine.module
+        tensors = [(t.name, dtype or str(t.params[0].dtype).removeprefix("torch."), t.shape)
+                   for t in sync_tensors(module, mode)]
+        return {"tensors": tensors, "adapter_config": adapter_config_json(module) if mode == "adapter" else None}
+
+    def send_weights(self, mode: str, manifest: dict, bucket_bytes: int) -> int | None:
+        """Every rank walks the sync tensors (joining each ZeRO-3 gather, one parameter or one
+        LoRA module at a time); rank 0 fills buckets and broadcasts them. Returns the buckets sent."""
+        from rayalign.engines.weight_sync import BucketSender
+        from rayalign.models.export import sync_tensors
+
+        sender = (BucketSender(self.weight_group, manifest["tensors"], bucket_bytes, self.engine.engine.device)
+                  if self.rank == 0 else None)
+        with torch.no_grad():
+            for tensor in sync_tensors(self.engine.module, mode):
+                with self.engine.gathered(tensor.params):
+                    if sender is not None:
+                        sender.add(tensor.compute())
+        return sender.finish() if sender is not None else None
 
     def export(self, folder: str, tokenizer_source: str) -> str | None:
         """Rank 0 writes the trained adapter or full model; all ranks join a ZeRO-3 gather."""
