@@ -12,11 +12,11 @@ import random
 
 def install() -> None:
     from rayalign.data.rollouts import Sample
-    from rayalign.engines import generation, training
+    from rayalign.engines import generation, hf_generation, training
 
     tokens = int(os.environ["BENCH_RESPONSE_TOKENS"])
 
-    class ReadySamples(generation.HfEngine):
+    class ReadySamples(hf_generation.HfEngine):
         def generate(self, prompts, n=1, greedy=False, max_new_tokens=None):
             rng = random.Random(len(prompts))
             pool = [rng.randrange(100, 40000) for _ in range(tokens + 997)]

@@ -106,14 +106,19 @@ def test_tensor_parallel_engines_plan_bundles_of_their_own(tmp_path):
     assert (rollout.gpus, rollout.engine_gpus) == (0.0, 1)   # the workers hold the GPUs, not the actor
 
 
-def test_tensor_parallel_engine_lands_on_gpus_apart_from_the_trainers(ray_cluster, tmp_path):
-    config = rl_config(tmp_path, rollout={"num_workers": 1, "tensor_parallel_size": 2})
+def placed_engine_ranks(config) -> tuple[dict, list[dict]]:
+    """Where every role landed, and where the first engine's tensor-parallel workers would."""
     roles = RlRoles(config, batch_shape(config), start=False)
     try:
         where = roles.where()
-        ranks = tensor_parallel_ranks(roles, where[ROLLOUT][0])
+        return where, tensor_parallel_ranks(roles, where[ROLLOUT][0])
     finally:
         roles.close()
+
+
+def test_tensor_parallel_engine_lands_on_gpus_apart_from_the_trainers(ray_cluster, tmp_path):
+    config = rl_config(tmp_path, rollout={"num_workers": 1, "tensor_parallel_size": 2})
+    where, ranks = placed_engine_ranks(config)
     assert where[ROLLOUT][0]["engine_bundles"] == [2, 3] and where[ROLLOUT][0]["gpu_ids"] == []
     rank_gpus = [ids[0] for ids in gpus(ranks)]
     assert len(set(rank_gpus)) == 2 and not set(rank_gpus) & {ids[0] for ids in gpus(where[TRAINER])}
@@ -127,12 +132,7 @@ def test_colocated_tensor_parallel_engines_share_consecutive_trainers_gpus(ray_c
     assert slot.engine_bundles == [[0, 1], [2, 3]] and slot.engine_gpus == 0.5   # engine i on trainers 2i, 2i+1
     config = rl_config(tmp_path, placement={"colocate": True}, rollout={"num_workers": 1, "tensor_parallel_size": 2,
                                                                       "sleep": True})
-    roles = RlRoles(config, batch_shape(config), start=False)
-    try:
-        where = roles.where()
-        ranks = tensor_parallel_ranks(roles, where[ROLLOUT][0])
-    finally:
-        roles.close()
+    where, ranks = placed_engine_ranks(config)
     assert gpus(ranks) == gpus(where[TRAINER])   # rank k on trainer k's GPU
     assert all(r["resources"]["GPU"] == 0.5 for r in ranks)
 

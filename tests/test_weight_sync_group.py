@@ -78,7 +78,7 @@ def test_the_hf_engine_receives_a_full_sync_in_place(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from rayalign.config import RolloutConfig
-    from rayalign.engines.generation import HfEngine
+    from rayalign.engines.hf_generation import HfEngine
     from rayalign.models.export import sync_tensors
     from tiny_model import build_tiny_model
 

@@ -11,7 +11,7 @@ arrive; a received adapter is written as a peft folder in /dev/shm for `add_lora
 
 from __future__ import annotations
 
-from rayalign.engines.generation import adapter_payload, write_payload
+from rayalign.engines.weight_files import adapter_payload, write_payload
 from rayalign.engines.weight_sync import join_weight_group, receive_buckets
 
 
