@@ -1,7 +1,7 @@
 """Seconds per GRPO step on CPU: rayalign's RL engine (`run_rlhf`) vs TRL's GRPOTrainer.
 
 The same job on both sides: SmolLM2-135M-Instruct with LoRA (r=16, alpha=32, q/k/v/o, dropout 0),
-fp32 training, 8 prompts x 4 samples per step, at most 32 new tokens at temperature 1 (top-p 1,
+training in the `--precision` (below), 8 prompts x 4 samples per step, at most 32 new tokens at temperature 1 (top-p 1,
 no top-k), GRPO advantages (group mean and std), clip 0.2, no KL (beta 0), a token-mean loss over
 the 32 samples, AdamW at a constant lr of 1e-4, grad-norm clipping at 1.0, one optimizer step per
 batch, the reward `rayalign.rewards.quickstart:constraint_check`, and the same prompts in the same
@@ -22,6 +22,18 @@ unshuffled, in that order).
   `on_step_end` of a `TrainerCallback` (generation, reward, loss, backward and optimizer step);
   its generation is timed around `_generate_single_turn`, which also gives the tokens generated
   (each completion up to and including its EOS, as rayalign counts them).
+
+Precision (`--precision`): `fp32` on both sides; `bf16` is rayalign's pure-bf16 training
+(model.dtype=bfloat16: DeepSpeed's bf16 path) against TRL's `bf16=True`; `autocast_bf16` is
+rayalign's autocast with float32 master weights (model.dtype=float32, train.autocast=bfloat16),
+which is what TRL's `bf16=True` does too.
+
+The update's achieved TFLOP/s (`update_tflops_median`): its FLOPs over its seconds (rayalign's
+`train` phase; TRL's step minus its generation, i.e. loss, backward, optimizer step and the reward,
+which costs milliseconds). FLOPs by the LoRA formula of bench/gpu_update.py (`update_flops`): the
+frozen base runs forward and back-propagates to its inputs, 4 x body parameters x tokens, plus the
+vocabulary head on response tokens and the attention term, plus 6 x adapter parameters x tokens,
+counting each step's real prompt and response tokens (not padding).
 
 Each side runs in its own subprocess (the script calls itself with `--only`). The first
 `--warmup` steps of each side are dropped; medians are over the `--steps` steps after them.
@@ -50,6 +62,9 @@ MODEL, RECIPE, DATA = "smollm2-135m-instruct", "rlhf_grpo", "shipped:quickstart_
 PROMPTS, SAMPLES, NEW_TOKENS, LR = 8, 4, 32, 1e-4
 REWARD = "rayalign.rewards.quickstart:constraint_check"
 PHASES = ("generate", "score", "forward", "train", "sync")
+PRECISIONS = {"fp32": ("model.dtype=float32", "train.autocast=null"),
+              "bf16": ("model.dtype=bfloat16", "train.autocast=null"),
+              "autocast_bf16": ("model.dtype=float32", "train.autocast=bfloat16")}
 TRL_INSTALL = ".venv/bin/pip install --no-deps trl==1.16.0"
 
 
@@ -67,7 +82,7 @@ def job_config(args, output_dir: str):
         f"rollout.max_new_tokens={NEW_TOKENS}", "rollout.temperature=1.0", "rollout.top_p=1.0",
         f"rollout.threads={args.threads}", f"placement.cpus_per_worker={args.threads}",
         f"train.lr={LR}", "train.lr_scheduler=constant", "train.warmup_steps=0", "train.weight_decay=0.0",
-        "train.max_grad_norm=1.0", f"model.dtype={args.dtype}", "model.gradient_checkpointing=false",
+        "train.max_grad_norm=1.0", *PRECISIONS[args.precision], "model.gradient_checkpointing=false",
         "logging.progress=false", "logging.tensorboard=false",
     ], method="rlhf")
     check_job(config)
@@ -79,6 +94,38 @@ def check_job(config) -> None:
     rewards = [(source.type, source.path, source.weight) for source in config.rewards]
     if rewards != [("function", REWARD, 1.0)]:
         sys.exit(f"recipe {RECIPE} has the rewards {rewards}; this benchmark needs just {REWARD}")
+
+
+def step_prompts(config, total: int) -> list[list]:
+    """The prompts of each step as run_rlhf draws them (TRL is given them in this order too)."""
+    from rayalign.data.batching import sample_indices
+    from rayalign.models.loading import load_tokenizer
+    from rayalign.pipelines.rlhf import load_prompt_sets
+
+    train_set, _ = load_prompt_sets(config, load_tokenizer(config.model.name_or_path))
+    return [[train_set[i] for i in sample_indices(len(train_set), config.seed, step * PROMPTS, PROMPTS)]
+            for step in range(total)]
+
+
+def update_tflop_counter(config):
+    """tflop(prompt_tokens, response_tokens) of one update of this job's LoRA model (gpu_update's formula)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from gpu_update import update_flops
+    from rayalign.models.adapt import apply_lora
+    from rayalign.models.registry import resolve_model
+
+    model_config = AutoConfig.from_pretrained(resolve_model(config.model.name_or_path))
+    with torch.device("meta"):  # shapes only
+        model = apply_lora(AutoModelForCausalLM.from_config(model_config), config.model.lora)
+    rows = PROMPTS * SAMPLES
+
+    def tflop(prompt_tokens: float, response_tokens: float) -> float:
+        tokens = prompt_tokens + response_tokens
+        return update_flops(model, model_config, round(tokens), round(response_tokens), tokens / rows, lora=True) / 1e12
+
+    return tflop
 
 
 def median_of(steps: list[dict], key: str) -> float:
@@ -130,10 +177,13 @@ def run_rayalign(args) -> dict:
         rows = step_records(metrics)
     if len(rows) != args.warmup + args.steps:
         sys.exit(f"[rayalign] metrics.jsonl has {len(rows)} steps, expected {args.warmup + args.steps}")
+    tflop, prompts = update_tflop_counter(config), step_prompts(config, len(rows))
     steps = []
-    for row in rows:
+    for row, step_prompt in zip(rows, prompts):
         tokens = row["response/length_mean"] * PROMPTS * SAMPLES
+        prompt_tokens = SAMPLES * sum(len(p.prompt_ids) for p in step_prompt)
         steps.append({"step_s": row["time/step_s"], "tokens": tokens, "tokens_per_s": tokens / row["time/step_s"],
+                      "update_tflops": tflop(prompt_tokens, tokens) / row["time/train_s"],
                       "rollout_tokens_per_s": row["rollout/tokens_per_s"], "reward": row["reward/total_mean"],
                       **{f"{phase}_s": row[f"time/{phase}_s"] for phase in PHASES}})
     timed = steps[args.warmup:]
@@ -159,19 +209,16 @@ def run_trl(args) -> dict:
     import trl
     from transformers import AutoModelForCausalLM, TrainerCallback
 
-    from rayalign.data.batching import sample_indices
     from rayalign.models.loading import load_tokenizer
     from rayalign.models.registry import resolve_model
-    from rayalign.pipelines.rlhf import load_prompt_sets
 
     total = args.warmup + args.steps
     with tempfile.TemporaryDirectory(prefix="rl_step_trl-") as output_dir:
         config = job_config(args, output_dir)
         tokenizer = load_tokenizer(config.model.name_or_path)
-        train_set, _ = load_prompt_sets(config, tokenizer)
-        # The prompts of each step as run_rlhf draws them.
-        order = [train_set[i] for step in range(total)
-                 for i in sample_indices(len(train_set), config.seed, step * PROMPTS, PROMPTS)]
+        prompts = step_prompts(config, total)
+        tflop = update_tflop_counter(config)
+        order = [example for step_prompt in prompts for example in step_prompt]
         dataset = datasets.Dataset.from_list([{"prompt": example.prompt, "check": json.dumps(example.metadata["check"])}
                                               for example in order])
         torch.manual_seed(config.seed)
@@ -192,7 +239,9 @@ def run_trl(args) -> dict:
             def on_step_end(self, *_, **__):
                 step_s = time.perf_counter() - self.start
                 generate_s, tokens = (sum(column) for column in zip(*self.generate))
+                prompt_tokens = SAMPLES * sum(len(p.prompt_ids) for p in prompts[len(self.steps)])
                 self.steps.append({"step_s": step_s, "generate_s": generate_s, "tokens": tokens,
+                                   "update_tflops": tflop(prompt_tokens, tokens) / (step_s - generate_s),
                                    "tokens_per_s": tokens / step_s, "rollout_tokens_per_s": tokens / generate_s})
                 print(f"[trl] step {len(self.steps) - 1}: {step_s:.2f}s, generate {generate_s:.2f}s; {tokens} tokens",
                       file=sys.stderr, flush=True)
@@ -208,7 +257,7 @@ def run_trl(args) -> dict:
             num_generations=SAMPLES, num_iterations=1, max_completion_length=NEW_TOKENS, temperature=1.0,
             top_p=1.0, top_k=0, use_vllm=False, beta=0.0, epsilon=0.2, scale_rewards="group", loss_type="dapo",
             learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-            max_steps=total, shuffle_dataset=False, seed=config.seed, bf16=args.dtype == "bfloat16", use_cpu=True,
+            max_steps=total, shuffle_dataset=False, seed=config.seed, bf16=args.precision != "fp32", use_cpu=True,
             gradient_checkpointing=False, logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True,
         )
         assert grpo.generation_batch_size == PROMPTS * SAMPLES and grpo.steps_per_generation == 1, \
@@ -245,6 +294,7 @@ def summary(result: dict) -> dict:
     return {"step_s_median": round(median_of(steps, "step_s"), 4),
             "tokens_per_s_median": round(median_of(steps, "tokens_per_s"), 2),
             "rollout_tokens_per_s_median": round(median_of(steps, "rollout_tokens_per_s"), 2),
+            "update_tflops_median": round(median_of(steps, "update_tflops"), 4),
             "tokens_per_step_mean": round(statistics.fmean(step["tokens"] for step in steps), 1),
             "phase_s_median": result["phase_s_median"], "phase_share": result["phase_share"],
             "reward_mean": round(statistics.fmean(step.get("reward", float("nan")) for step in steps), 4),
@@ -269,8 +319,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads on each side (and rayalign's Ray CPUs)")
     parser.add_argument("--only", choices=("rayalign", "trl"), help="run one side only")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                        help="training precision on both sides (TRL: bf16 autocast)")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                        help="training precision (see above; TRL: bf16 autocast for both bf16 choices)")
     parser.add_argument("--result", help=argparse.SUPPRESS)  # set by the parent: where a side writes its result
     args = parser.parse_args()
     if min(args.steps, args.threads) < 1 or args.warmup < 0:
@@ -292,7 +342,7 @@ def main() -> None:
     line = {"bench": "rl_step",
             "job": {"model": MODEL, "recipe": RECIPE, "lora_r": 16, "prompts": PROMPTS, "samples": SAMPLES,
                     "max_new_tokens": NEW_TOKENS, "lr": LR, "warmup": args.warmup, "steps": args.steps,
-                    "threads": args.threads, "dtype": args.dtype},
+                    "threads": args.threads, "precision": args.precision},
             **results}
     if len(results) == 2:
         line["speedup"] = round(results["trl"]["step_s_median"] / results["rayalign"]["step_s_median"], 3)

@@ -342,3 +342,13 @@ def test_an_empty_recipe_reports_the_required_fields(tmp_path):
     message = str(info.value)
     for field in ("method", "name", "data"):
         assert f"{path}: {field}: Field required" in message
+
+
+def test_autocast_needs_float32_master_weights():
+    config = load_config("rlhf_grpo", ["model.dtype=float32", "train.autocast=bfloat16"])
+    assert config.train.autocast == "bfloat16" and config.model.dtype == "float32"
+    with pytest.raises(ConfigError) as info:
+        load_config("rlhf_grpo", ["model.dtype=bfloat16", "train.autocast=bfloat16"])
+    assert "train.autocast=bfloat16" in str(info.value) and "model.dtype=float32" in str(info.value)
+    with pytest.raises(ConfigError, match="train.autocast"):
+        load_config("rlhf_grpo", ["model.dtype=float32", "train.autocast=float16"])

@@ -80,3 +80,29 @@ def test_optimizer_states_offloaded_and_reloaded_train_on_unchanged(tiny_model, 
             run.append(engine.train_step([batch], sft_objective)["loss"])
         losses.append(run)
     assert losses[0] == losses[1] and losses[0][-1] < losses[0][0]
+
+
+def test_autocast_trains_bfloat16_forwards_over_float32_master_weights(tiny_model, process_group):
+    from rayalign.models.adapt import build_trainable
+    from rayalign.workers.objectives import sft_objective
+
+    torch.manual_seed(0)
+    model, _ = build_trainable(ModelConfig(name_or_path=tiny_model))
+    train = TrainConfig(micro_batch_size=2, lr=1e-2, lr_scheduler="constant", autocast="bfloat16")
+    with pytest.raises(ValueError, match="needs float32 master weights"):
+        TrainingEngine(model, train, total_steps=10, world_size=1, dtype="bfloat16")
+    engine = TrainingEngine(model, train, total_steps=10, world_size=1)
+    ids = torch.randint(3, 100, (2, 12))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    forward_dtypes = []
+
+    def recording_objective(model, batch):
+        forward_dtypes.append(model(input_ids=batch["input_ids"]).logits.dtype)
+        return sft_objective(model, batch)
+
+    losses = [engine.train_step([batch], recording_objective)["loss"] for _ in range(6)]
+    engine.evaluate([batch], recording_objective)
+    assert losses[-1] < losses[0]  # it memorises one batch
+    assert set(forward_dtypes) == {torch.bfloat16}  # training and evaluation forwards ran in bf16
+    assert {p.dtype for p in engine.module.parameters()} == {torch.float32}
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in engine.module.parameters())

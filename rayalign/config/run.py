@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rayalign.config.methods import (CriticConfig, DpoConfig, PromptConfig, RewardModelConfig, RewardSourceConfig,
                                      RlhfConfig, RolloutConfig)
@@ -39,6 +39,14 @@ class RunConfig(_Strict):
     sdg: SdgConfig = SdgConfig()
     placement: PlacementConfig = PlacementConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _autocast_over_float32(self):
+        if self.train.autocast is not None and self.model.dtype != "float32":
+            raise ValueError(f"train.autocast={self.train.autocast} keeps float32 master weights and needs "
+                             f"model.dtype=float32, got model.dtype={self.model.dtype} (for pure {self.model.dtype} "
+                             "training leave train.autocast unset)")
+        return self
 
     @property
     def run_dir(self) -> Path:

@@ -67,6 +67,11 @@ class DataConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """`autocast: bfloat16` runs forward passes under torch.autocast in bfloat16 while the weights,
+    gradients and optimizer stay float32 (mixed precision with fp32 master weights; needs
+    model.dtype float32). Left unset, training runs in model.dtype throughout (bfloat16 there is
+    DeepSpeed's pure-bf16 path)."""
+
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, gt=0)
     micro_batch_size: int = Field(4, gt=0)
@@ -81,6 +86,7 @@ class TrainConfig(_Strict):
     save_every: int = Field(0, ge=0)
     keep_last: int = Field(2, gt=0)
     log_every: int = Field(1, gt=0)
+    autocast: Literal["bfloat16"] | None = None
     deepspeed: dict[str, Any] = {}
 
 

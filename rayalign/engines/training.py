@@ -2,6 +2,10 @@
 
 The engine knows nothing of methods: it takes an `objective(model, batch) -> (loss, stats)`
 and runs it over micro-batches. The same code runs on gloo/CPU and nccl/GPU.
+
+Precision: the weights train in `dtype` (bfloat16 or float16 there is DeepSpeed's own
+low-precision path), or, with `train.autocast`, stay float32 (weights, gradients, optimizer)
+while every objective runs under `torch.autocast` in that dtype on the engine's device.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ class TrainingEngine:
         import deepspeed
         from transformers import get_scheduler
 
+        if train.autocast and dtype != "float32":
+            raise ValueError(f"train.autocast={train.autocast} needs float32 master weights, got dtype={dtype}")
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameters")
@@ -74,6 +80,13 @@ class TrainingEngine:
             config=deepspeed_config(train, world_size, dtype),
         )
         self.zero_stage = train.zero_stage
+        self.autocast = getattr(torch, train.autocast) if train.autocast else None
+
+    def _precision(self):
+        """Where objectives run: under autocast when configured, else in the weights' dtype."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.engine.device).type, dtype=self.autocast)
 
     @property
     def module(self):
@@ -87,7 +100,8 @@ class TrainingEngine:
         self.engine.train()
         totals: dict[str, float] = {}
         for batch in micro_batches:
-            loss, stats = objective(self.engine, _to_device(batch, self.engine.device))
+            with self._precision():
+                loss, stats = objective(self.engine, _to_device(batch, self.engine.device))
             self.engine.backward(loss)
             self.engine.step()
             for key, value in {"loss": loss.item(), **stats}.items():
@@ -104,7 +118,9 @@ class TrainingEngine:
         self.engine.eval()
         results = []
         for batch in batches:
-            results.append(plain_stats(objective(self.engine, _to_device(batch, self.engine.device))[1]))
+            with self._precision():
+                stats = objective(self.engine, _to_device(batch, self.engine.device))[1]
+            results.append(plain_stats(stats))
         return results
 
     # What the update needs and the forward passes and the weight sync do not: the optimizer
