@@ -35,6 +35,12 @@ frozen base runs forward and back-propagates to its inputs, 4 x body parameters 
 vocabulary head on response tokens and the attention term, plus 6 x adapter parameters x tokens,
 counting each step's real prompt and response tokens (not padding).
 
+A third side, `rayalign_async`, is the same rayalign job asynchronous and one step off-policy
+(`rlhf.max_staleness=1`) on a split placement: the trainer and the vLLM rollout worker on
+bundles of their own, half the threads each, generating the next batch while the trainer
+updates (`time/step_s` is then the controller's whole step, the wait for the batch included).
+Its `overlap_speedup` is rayalign's on-policy step over its own.
+
 Each side runs in its own subprocess (the script calls itself with `--only`). The first
 `--warmup` steps of each side are dropped; medians are over the `--steps` steps after them.
 The parent prints one JSON line; `speedup` (TRL seconds per step / rayalign's) > 1 means
@@ -68,7 +74,13 @@ PRECISIONS = {"fp32": ("model.dtype=float32", "train.autocast=null"),
 TRL_INSTALL = ".venv/bin/pip install --no-deps trl==1.16.0"
 
 
-def job_config(args, output_dir: str):
+def overlap_overrides(threads: int) -> tuple[str, ...]:
+    """The rayalign_async side: one step off-policy, trainer and rollout worker on bundles of their own."""
+    return ("rlhf.max_staleness=1", "placement.colocate=false", f"placement.cpus_per_worker={threads}",
+            f"rollout.cpus_per_worker={threads}", f"rollout.threads={threads}")
+
+
+def job_config(args, output_dir: str, overlap: bool = False):
     """The rayalign run of this benchmark; the TRL side takes its model, LoRA and prompts from it too."""
     from rayalign.config import load_config
 
@@ -84,6 +96,7 @@ def job_config(args, output_dir: str):
         f"train.lr={LR}", "train.lr_scheduler=constant", "train.warmup_steps=0", "train.weight_decay=0.0",
         "train.max_grad_norm=1.0", *PRECISIONS[args.precision], "model.gradient_checkpointing=false",
         "logging.progress=false", "logging.tensorboard=false",
+        *(overlap_overrides(max(args.threads // 2, 1)) if overlap else ()),
     ], method="rlhf")
     check_job(config)
     return config
@@ -155,13 +168,13 @@ def show_steps(path, done: threading.Event) -> None:
             return
 
 
-def run_rayalign(args) -> dict:
+def run_rayalign(args, overlap: bool = False) -> dict:
     import ray
 
     from rayalign.pipelines.rlhf import run_rlhf
 
     with tempfile.TemporaryDirectory(prefix="rl_step-") as output_dir:
-        config = job_config(args, output_dir)
+        config = job_config(args, output_dir, overlap)
         metrics, done = config.run_dir / "metrics.jsonl", threading.Event()
         watcher = threading.Thread(target=show_steps, args=(metrics, done), daemon=True)
         # A private Ray with the job's CPUs, never a cluster already on this machine;
@@ -318,7 +331,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed GRPO steps")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads on each side (and rayalign's Ray CPUs)")
-    parser.add_argument("--only", choices=("rayalign", "trl"), help="run one side only")
+    parser.add_argument("--only", choices=tuple(SIDES), help="run one side only")
     parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                         help="training precision (see above; TRL: bf16 autocast for both bf16 choices)")
     parser.add_argument("--result", help=argparse.SUPPRESS)  # set by the parent: where a side writes its result
@@ -344,12 +357,17 @@ def main() -> None:
                     "max_new_tokens": NEW_TOKENS, "lr": LR, "warmup": args.warmup, "steps": args.steps,
                     "threads": args.threads, "precision": args.precision},
             **results}
-    if len(results) == 2:
+    if {"rayalign", "trl"} <= set(results):
         line["speedup"] = round(results["trl"]["step_s_median"] / results["rayalign"]["step_s_median"], 3)
+    if {"rayalign", "rayalign_async"} <= set(results):
+        line["overlap_speedup"] = round(results["rayalign"]["step_s_median"]
+                                        / results["rayalign_async"]["step_s_median"], 3)
+    if {"rayalign_async", "trl"} <= set(results):
+        line["speedup_async"] = round(results["trl"]["step_s_median"] / results["rayalign_async"]["step_s_median"], 3)
     print(json.dumps(line), flush=True)
 
 
-SIDES = {"rayalign": run_rayalign, "trl": run_trl}
+SIDES = {"rayalign": run_rayalign, "rayalign_async": lambda args: run_rayalign(args, overlap=True), "trl": run_trl}
 
 if __name__ == "__main__":
     main()
