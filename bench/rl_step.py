@@ -1,8 +1,8 @@
 """Seconds per GRPO step on CPU: rayalign's RL engine (`run_rlhf`) vs TRL's GRPOTrainer.
 
 The same job on both sides: SmolLM2-135M-Instruct with LoRA (r=16, alpha=32, q/k/v/o, dropout 0),
-training in the `--precision` (below), 8 prompts x 4 samples per step, at most 32 new tokens at temperature 1 (top-p 1,
-no top-k), GRPO advantages (group mean and std), clip 0.2, no KL (beta 0), a token-mean loss over
+training in the `--precision` (below), 8 prompts x 4 samples per step, at most 32 new tokens at
+temperature 1 (top-p 1, no top-k), GRPO advantages (group mean and std), clip 0.2, no KL (beta 0), a token-mean loss over
 the 32 samples, AdamW at a constant lr of 1e-4, grad-norm clipping at 1.0, one optimizer step per
 batch, the reward `rayalign.rewards.quickstart:constraint_check`, and the same prompts in the same
 order: the shipped quickstart prompts in the order `run_rlhf` samples them (TRL reads them

@@ -45,7 +45,7 @@ class RunConfig(_Strict):
         if self.train.autocast is not None and self.model.dtype != "float32":
             raise ValueError(f"train.autocast={self.train.autocast} keeps float32 master weights and needs "
                              f"model.dtype=float32, got model.dtype={self.model.dtype} (for pure {self.model.dtype} "
-                             "training leave train.autocast unset)")
+                             "training set train.autocast=null)")
         return self
 
     @property
