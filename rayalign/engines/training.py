@@ -92,6 +92,10 @@ class TrainingEngine:
     def module(self):
         return self.engine.module
 
+    @property
+    def device(self):
+        return self.engine.device
+
     def train_step(self, micro_batches: list[dict], objective: Objective) -> dict:
         """Forward/backward every micro-batch, then one optimizer step. Returns mean stats."""
         if len(micro_batches) != self.engine.gradient_accumulation_steps():

@@ -141,7 +141,7 @@ class Trainer:
         from rayalign.engines.weight_sync import BucketSender
         from rayalign.models.export import sync_tensors
 
-        sender = (BucketSender(self.weight_group, manifest["tensors"], bucket_bytes, self.engine.engine.device)
+        sender = (BucketSender(self.weight_group, manifest["tensors"], bucket_bytes, self.engine.device)
                   if self.rank == 0 else None)
         with torch.no_grad():
             for tensor in sync_tensors(self.engine.module, mode):
