@@ -107,8 +107,10 @@ def serve(args) -> int:
         url = lifecycle.start(app_args, host=host, port=port)
         say(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
             "Ctrl-C stops.")
+        # Short sleeps: Ctrl-C's signal may land on one of Ray's threads, and Python runs its
+        # handler only when the main thread wakes (a long sleep held Ctrl-C up for minutes).
         while True:
-            time.sleep(3600)
+            time.sleep(0.5)
     except KeyboardInterrupt:
         say("[serve] Ctrl-C: stopping the application and the engines")
     except RuntimeError as exc:  # a deployment failed to start: Serve's message names it
