@@ -92,6 +92,7 @@ def report(args) -> int:
 
 
 def serve(args) -> int:
+    import signal
     import time
 
     from rayalign.serving import lifecycle
@@ -100,24 +101,60 @@ def serve(args) -> int:
 
     app_args, http = read_serve_config(args.config, args.runs)
     host, port = args.host or http.get("host", "127.0.0.1"), args.port or http.get("port", 8000)
+    # Ctrl-C and SIGTERM both stop the server, whatever handler a library installed meanwhile.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     connect(args.address)
     say("[serve] starting on Ray (vLLM engines load in about a minute on CPU)")
     status = 0
     try:
         url = lifecycle.start(app_args, host=host, port=port)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _interrupt)
         say(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
             "Ctrl-C stops.")
         while True:
-            time.sleep(3600)
+            # Short sleeps: a signal that lands on one of Ray's threads runs its Python handler only
+            # when this thread next runs Python code; a long sleep would not end for it.
+            time.sleep(0.5)
     except KeyboardInterrupt:
         say("[serve] Ctrl-C: stopping the application and the engines")
     except RuntimeError as exc:  # a deployment failed to start: Serve's message names it
         print(f"rayalign: serving failed: {exc}", file=sys.stderr)
         status = 1
     finally:
-        removed = lifecycle.stop()
+        _stop_within(STOP_TIMEOUT_S)
+        removed = lifecycle.stop(timeout_s=STOP_TIMEOUT_S / 2)
         say(f"[serve] stopped; removed {len(removed)} leftover engine shared-memory segments")
     return status
+
+
+STOP_TIMEOUT_S = 90.0  # from Ctrl-C to the last process of a local cluster gone, at most (then SIGKILL)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_within(timeout_s: float) -> None:
+    """A second way out: if stopping the application hangs (a controller that does not answer),
+    end the processes of the local cluster this command started, and the command, after `timeout_s`.
+    A second Ctrl-C does the same at once."""
+    import os
+    import signal
+    import threading
+
+    from rayalign.workers import cluster
+
+    def force(*_) -> None:
+        say(f"[serve] not stopped after {timeout_s:.0f} s (or Ctrl-C again): ending the cluster's processes")
+        cluster.kill_local()
+        os._exit(1)
+
+    timer = threading.Timer(timeout_s, force)
+    timer.daemon = True
+    timer.start()
+    signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=force, daemon=True).start())
 
 
 def config_show(args) -> int:
