@@ -103,8 +103,12 @@ def test_bad_key_entries_are_refused_naming_where_they_are(tmp_path, monkeypatch
     with pytest.raises(ValueError, match=rf"auth.keys_file {keys_file}, line 2: expected a key and optionally"):
         read_api_keys("FT_TEST_UNSET", str(keys_file))
     keys_file.write_text("sk-a acme\nsk-b ../etc\n")
-    with pytest.raises(ValueError, match=r"line 2: tenant '../etc': a tenant is 1-64 characters"):
+    with pytest.raises(ValueError, match=r"line 2: the word after the key is not a tenant name \(1-64 characters"):
         read_api_keys("FT_TEST_UNSET", str(keys_file))
+    monkeypatch.setenv("FT_TEST_KEYS", "sk-a sk-Secret-B")  # two keys, a space for a comma: neither is shown
+    with pytest.raises(ValueError, match="FT_TEST_KEYS, entry 1: the word after the key") as spaced:
+        read_api_keys("FT_TEST_KEYS", None)
+    assert "sk-a" not in str(spaced.value) and "Secret-B" not in str(spaced.value)
     monkeypatch.setenv("FT_TEST_KEYS", "sk-secret-value acme,sk-secret-value globex")
     with pytest.raises(ValueError, match="given for two tenants: 'acme' and 'globex'") as twice:
         read_api_keys("FT_TEST_KEYS", None)
