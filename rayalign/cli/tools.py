@@ -93,7 +93,6 @@ def report(args) -> int:
 
 def serve(args) -> int:
     import signal
-    import time
 
     from rayalign.serving import lifecycle
     from rayalign.serving.settings import read_serve_config
@@ -113,10 +112,7 @@ def serve(args) -> int:
             signal.signal(signum, _interrupt)
         say(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
             "Ctrl-C stops.")
-        while True:
-            # Short sleeps: a signal that lands on one of Ray's threads runs its Python handler only
-            # when this thread next runs Python code; a long sleep would not end for it.
-            time.sleep(0.5)
+        wait_for_interrupt()
     except KeyboardInterrupt:
         say("[serve] Ctrl-C: stopping the application and the engines")
     except RuntimeError as exc:  # a deployment failed to start: Serve's message names it
@@ -127,6 +123,16 @@ def serve(args) -> int:
         removed = lifecycle.stop(timeout_s=STOP_TIMEOUT_S / 2)
         say(f"[serve] stopped; removed {len(removed)} leftover engine shared-memory segments")
     return status
+
+
+def wait_for_interrupt(tick_s: float = 0.5) -> None:
+    """Sleep until KeyboardInterrupt. In short sleeps: the kernel may hand SIGINT to any thread
+    that does not block it (Ray's driver has dozens that do not); Python then runs the handler
+    only when the main thread next runs Python code, which one long sleep would put off by an hour."""
+    import time
+
+    while True:
+        time.sleep(tick_s)
 
 
 STOP_TIMEOUT_S = 90.0  # from Ctrl-C to the last process of a local cluster gone, at most (then SIGKILL)
