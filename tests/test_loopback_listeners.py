@@ -31,25 +31,29 @@ def plain_env(**extra) -> dict:
 
 
 LOCAL_RUN = """
-import os, sys, ray
-from rayalign.workers.cluster import connect, ray_session
-with ray_session():
-    connect("local", num_cpus=1)
+import os, sys, time, ray
+from rayalign.cli.tools import _stop_within
+from rayalign.workers.cluster import connect
+connect("local", num_cpus=1)
 
-    @ray.remote
-    class Holder:
-        def pid(self):
-            return os.getpid()
+@ray.remote
+class Holder:
+    def pid(self):
+        return os.getpid()
 
-    holder = Holder.remote()
-    ray.get(holder.pid.remote())
-    print("ready", flush=True)
-    sys.stdin.readline()
-print("done", flush=True)
+holder = Holder.remote()
+ray.get(holder.pid.remote())
+print("ready", flush=True)
+sys.stdin.readline()
+_stop_within(1)  # then stopping hangs: the second way out must end the cluster and the command
+time.sleep(120)
 """
 
 
-def test_a_local_run_listens_on_loopback_only_and_leaves_no_process():
+def test_a_local_run_listens_on_loopback_only_and_a_hung_stop_leaves_no_process():
+    """The listeners of a local cluster (connect()); then a stop that hangs (`rayalign serve`'s
+    second way out): the command ends and so does every process of its cluster. The stop that
+    does not hang is checked on `rayalign serve` (tests/test_serve_smollm2.py)."""
     run = subprocess.Popen([sys.executable, "-c", LOCAL_RUN], cwd=ROOT, env=plain_env(), stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -66,7 +70,8 @@ def test_a_local_run_listens_on_loopback_only_and_leaves_no_process():
         assert exposed(procs) == [], exposed(procs)
         run.stdin.write("\n")
         run.stdin.flush()
-        assert run.wait(timeout=60) == 0
+        assert run.wait(timeout=30) == 1
+        assert "killing the cluster's processes" in run.stdout.read()
         deadline = time.monotonic() + 10
         while alive(procs[1:]) and time.monotonic() < deadline:
             time.sleep(0.2)
