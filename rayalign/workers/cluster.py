@@ -8,8 +8,9 @@ both, and check the node's address after start. `RAYALIGN_RAY_HOST=ADDRESS` bind
 cluster there instead (reachable from other machines); Ray's token auth then must stay on.
 
 A local cluster ends with `shutdown()` (at the latest at exit): `ray.shutdown()`, then every
-process of that cluster still there (found by the processes started under this one and by
-the session folder on their command lines) is terminated, then killed, within a bound.
+process of that cluster still there (the processes Ray started for it, their descendants, and
+any naming its session folder) is terminated, then killed, within a bound (`kill_local()`
+kills them at once, for a shutdown that hangs).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import time
 
 import psutil
 import ray
+
+from rayalign.config import ConfigError
 
 LOOPBACK = "127.0.0.1"
 HOST_ENV = "RAYALIGN_RAY_HOST"
@@ -61,7 +64,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
         ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
         host = LOOPBACK
     elif os.environ.get("RAY_AUTH_MODE", "token").lower() == "disabled":
-        raise ValueError(f"{HOST_ENV}={host} makes the local Ray cluster reachable from other machines: "
+        raise ConfigError(f"{HOST_ENV}={host} makes the local Ray cluster reachable from other machines: "
                          "keep Ray's token auth on (unset RAY_AUTH_MODE=disabled)")
     else:
         os.environ["RAY_AUTH_MODE"] = "token"
