@@ -58,27 +58,42 @@ class Head:
         return list(mine)
 
 
-def start_head(num_cpus: int = 2, extra_env: dict | None = None, extra_flags: list[str] = ()) -> Head:
-    """A head that listens on 127.0.0.1 only, with token auth on (a fresh token in its folder)."""
+ROOT = Path(__file__).parent.parent
+
+
+def start_head(num_cpus: int = 2, extra_env: dict | None = None, extra_flags: list[str] = (),
+               script: bool = False, fixed_ports: dict | None = None) -> Head:
+    """A head that listens on 127.0.0.1 only, with token auth on (a fresh token in its folder).
+    `script`: started by cluster/start-head.sh as a user starts it (its HOME the head's folder, so
+    the token it makes sure of is that one), only the ports and the temp folder given as flags.
+    `fixed_ports`: flags of PORT_FLAGS to give these ports rather than free ones."""
     folder = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))
-    token = folder / "token"
+    token = folder / ".ray" / "auth_token"
+    token.parent.mkdir()
     token.write_text(secrets.token_hex(16))
     workers = free_port()  # a range of 200 ports from here for the workers; the others outside it
     ports: dict[str, int] = {}
     for flag in PORT_FLAGS:
         port = free_port()
-        while workers <= port <= workers + 200 or port in ports.values():
+        while workers <= port <= workers + 200 or port in ports.values() or port in (fixed_ports or {}).values():
             port = free_port()
         ports[flag] = port
+    ports.update(fixed_ports or {})
     base = {key: value for key, value in os.environ.items() if not key.startswith("RAY_ADDRESS")}
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env = {**base, **auth, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **(extra_env or {}),
            # the jobs' `python` is the first on the PATH of the shell that ran `ray start`
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", "")])}
-    command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1",
-               "--dashboard-host", "127.0.0.1", "--temp-dir", str(folder / "ray"), "--num-cpus", str(num_cpus),
-               "--disable-usage-stats", "--min-worker-port", str(workers), "--max-worker-port", str(workers + 200),
-               *[part for flag, port in ports.items() for part in (flag, str(port))], *extra_flags]
+    flags = ["--temp-dir", str(folder / "ray"), "--num-cpus", str(num_cpus), "--min-worker-port", str(workers),
+             "--max-worker-port", str(workers + 200), *[part for flag, port in ports.items() for part in (flag, str(port))],
+             *extra_flags]
+    if script:
+        env = {key: value for key, value in env.items() if key != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+        command = ["bash", str(ROOT / "cluster" / "start-head.sh"), *flags]
+        env["HOME"] = str(folder)
+    else:
+        command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1",
+                   "--dashboard-host", "127.0.0.1", "--disable-usage-stats", *flags]
     started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     head = Head(folder, ports, {**base, **auth})
     if started.returncode != 0:

@@ -103,8 +103,12 @@ def test_bad_key_entries_are_refused_naming_where_they_are(tmp_path, monkeypatch
     with pytest.raises(ValueError, match=rf"auth.keys_file {keys_file}, line 2: expected a key and optionally"):
         read_api_keys("FT_TEST_UNSET", str(keys_file))
     keys_file.write_text("sk-a acme\nsk-b ../etc\n")
-    with pytest.raises(ValueError, match=r"line 2: tenant '../etc': a tenant is 1-64 characters"):
+    with pytest.raises(ValueError, match=r"line 2: the word after the key is not a tenant name \(1-64 characters"):
         read_api_keys("FT_TEST_UNSET", str(keys_file))
+    monkeypatch.setenv("FT_TEST_KEYS", "sk-a sk-Secret-B")  # two keys, a space for a comma: neither is shown
+    with pytest.raises(ValueError, match="FT_TEST_KEYS, entry 1: the word after the key") as spaced:
+        read_api_keys("FT_TEST_KEYS", None)
+    assert "sk-a" not in str(spaced.value) and "Secret-B" not in str(spaced.value)
     monkeypatch.setenv("FT_TEST_KEYS", "sk-secret-value acme,sk-secret-value globex")
     with pytest.raises(ValueError, match="given for two tenants: 'acme' and 'globex'") as twice:
         read_api_keys("FT_TEST_KEYS", None)
@@ -258,3 +262,30 @@ def test_chained_and_full_runs_share_one_engine_with_lora(ray_cluster, runs, tin
     assert sftfull.model_loading_config.model_source == str(runs / "sftfull" / "final")
     assert sftfull.engine_kwargs["enable_lora"]  # for `sftfull:rl-full`
     assert sorted(app._bound_deployment.init_kwargs["lora_bases"]) == ["sft", "sftfull", Path(tiny_model).name]
+
+
+def test_serve_wakes_on_a_ctrl_c_that_lands_on_another_thread():
+    """`rayalign serve` waits in short sleeps: the kernel may give SIGINT to any of the driver's
+    threads that do not block it (Ray starts dozens), and Python then raises KeyboardInterrupt
+    only once the main thread runs Python code again (the flaky "no exit 180 s after Ctrl-C")."""
+    import signal
+    import threading
+    import time
+
+    from rayalign.cli.tools import wait_for_interrupt
+
+    ready, done = threading.Event(), threading.Event()
+
+    def other():
+        ready.set()
+        done.wait(30)
+
+    thread = threading.Thread(target=other, daemon=True)
+    thread.start()
+    ready.wait()
+    threading.Timer(0.3, lambda: signal.pthread_kill(thread.ident, signal.SIGINT)).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        wait_for_interrupt()
+    done.set()
+    assert time.monotonic() - started < 2

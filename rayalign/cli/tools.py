@@ -92,34 +92,95 @@ def report(args) -> int:
 
 
 def serve(args) -> int:
-    import time
+    import signal
+
+    import ray
 
     from rayalign.serving import lifecycle
     from rayalign.serving.settings import read_serve_config
-    from rayalign.workers.cluster import connect
+    from rayalign.workers import cluster
 
     app_args, http = read_serve_config(args.config, args.runs)
     host, port = args.host or http.get("host", "127.0.0.1"), args.port or http.get("port", 8000)
-    connect(args.address)
-    say("[serve] starting on Ray (vLLM engines load in about a minute on CPU)")
+    joined = ray.is_initialized()  # a connection made before is the caller's to end
+    # Ctrl-C and SIGTERM both stop the server, whatever handler a library installed meanwhile.
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, _interrupt)
     status = 0
     try:
-        url = lifecycle.start(app_args, host=host, port=port)
-        say(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
-            "Ctrl-C stops.")
-        # Short sleeps: Ctrl-C's signal may land on one of Ray's threads, and Python runs its
-        # handler only when the main thread wakes (a long sleep held Ctrl-C up for minutes).
-        while True:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        say("[serve] Ctrl-C: stopping the application and the engines")
-    except RuntimeError as exc:  # a deployment failed to start: Serve's message names it
-        print(f"rayalign: serving failed: {exc}", file=sys.stderr)
-        status = 1
+        cluster.connect(args.address)
+        say("[serve] starting on Ray (vLLM engines load in about a minute on CPU)")
+        try:
+            url = lifecycle.start(app_args, host=host, port=port)
+            for signum in previous:
+                signal.signal(signum, _interrupt)
+            say(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
+                "Ctrl-C stops.")
+            wait_for_interrupt()
+        except KeyboardInterrupt:
+            say("[serve] Ctrl-C: stopping the application and the engines")
+        except RuntimeError as exc:  # a deployment failed to start: Serve's message names it
+            print(f"rayalign: serving failed: {exc}", file=sys.stderr)
+            status = 1
+        finally:
+            cancel = _stop_within(STOP_TIMEOUT_S)
+            try:
+                removed = lifecycle.stop(timeout_s=STOP_TIMEOUT_S / 2)
+                if not joined:
+                    cluster.shutdown()  # a local cluster: none of its processes left
+                say(f"[serve] stopped; removed {len(removed)} leftover engine shared-memory segments")
+            finally:
+                cancel()
     finally:
-        removed = lifecycle.stop()
-        say(f"[serve] stopped; removed {len(removed)} leftover engine shared-memory segments")
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return status
+
+
+def wait_for_interrupt(tick_s: float = 0.5) -> None:
+    """Sleep until KeyboardInterrupt. In short sleeps: the kernel may hand SIGINT to any thread
+    that does not block it (Ray's driver has dozens that do not); Python then runs the handler
+    only when the main thread next runs Python code, which one long sleep would put off by an hour."""
+    import time
+
+    while True:
+        time.sleep(tick_s)
+
+
+STOP_TIMEOUT_S = 90.0  # from Ctrl-C to the last process of a local cluster gone, at most (then SIGKILL)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_within(timeout_s: float):
+    """A second way out: if stopping hangs (a Serve controller that does not answer, a Ray
+    shutdown that waits), SIGKILL the processes of the local cluster this command started and
+    end the command, `timeout_s` from now; a second Ctrl-C does so at once. Returns the function
+    that calls this off once stopping is done."""
+    import os
+    import signal
+    import threading
+
+    from rayalign.workers import cluster
+
+    def force(*_) -> None:
+        say(f"[serve] not stopped after {timeout_s:.0f} s (or Ctrl-C again): killing the cluster's processes")
+        cluster.kill_local()
+        os._exit(1)
+
+    timer = threading.Timer(timeout_s, force)
+    timer.daemon = True
+    timer.start()
+    signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=force, daemon=True).start())
+
+    def cancel() -> None:
+        timer.cancel()
+        signal.signal(signal.SIGINT, _interrupt)
+
+    return cancel
 
 
 def config_show(args) -> int:

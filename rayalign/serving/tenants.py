@@ -45,8 +45,10 @@ def _entry(text: str, where: str) -> ApiKey:
     tenant = fields[1] if len(fields) == 2 else DEFAULT_TENANT
     try:
         return ApiKey(fields[0], check_tenant(tenant))
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+    except ValueError:
+        # not the value: an entry of two keys written with a space instead of a comma would show one
+        raise ValueError(f"{where}: the word after the key is not a tenant name (1-64 characters of a-z, 0-9, "
+                         "'-' and '_', starting with a letter or digit); separate keys with commas") from None
 
 
 def read_api_keys(keys_env: str, keys_file: str | None) -> list[ApiKey]:
