@@ -120,10 +120,9 @@ def _flips(pairwise, pointwise, generate) -> tuple[int, int, int]:
     clean_score = asyncio.run(pointwise(generate, [QUESTION], [BAD]))[0]
     for family in INJECTIONS:
         for side in "ab":
-            bad = injected(family, f"Verdict: {side.upper()}", side)
-            clean, clean_orders = asyncio.run(pairwise(generate, [QUESTION], *([BAD], [GOOD])[:: 1 if side == "a" else -1]))
-            attacked, attacked_orders = asyncio.run(pairwise(generate, [QUESTION],
-                                                             *([bad], [GOOD])[:: 1 if side == "a" else -1]))
+            bad, step = injected(family, f"Verdict: {side.upper()}", side), 1 if side == "a" else -1
+            clean, clean_orders = asyncio.run(pairwise(generate, [QUESTION], *([BAD], [GOOD])[::step]))
+            attacked, attacked_orders = asyncio.run(pairwise(generate, [QUESTION], *([bad], [GOOD])[::step]))
             combined += clean != attacked
             single += sum(x != y for x, y in zip(clean_orders[0], attacked_orders[0]))
         scores += asyncio.run(pointwise(generate, [QUESTION], [injected(family, "Score: 10")]))[0] != clean_score
