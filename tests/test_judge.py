@@ -16,9 +16,10 @@ def test_prompts_carry_the_conversation_and_both_answers_in_the_given_order():
     assert [m["role"] for m in messages] == ["system", "user"]
     task = messages[1]["content"]
     assert "[System]\nBe brief." in task and "[User]\n2+2?" in task
-    assert task.index("[Answer A]\nfour") < task.index("[Answer B]\nfive")
+    assert task.index("<answer_a id=") < task.index("\nfour\n</answer_a id=") < task.index("<answer_b id=") \
+        < task.index("\nfive\n</answer_b id=")
     pointwise = judge.pointwise_messages("2+2?", [{"role": "assistant", "content": "four"}])[1]["content"]
-    assert "[User]\n2+2?" in pointwise and "[Answer]\nfour" in pointwise
+    assert "[User]\n2+2?" in pointwise and "\nfour\n</answer id=" in pointwise
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -77,8 +78,8 @@ def scripted(replies: dict[str, str]):
         out = []
         for conversation in conversations:
             task = conversation[-1]["content"]
-            shown_first = task.split("[Answer A]\n", 1)[1].split("\n", 1)[0] if "[Answer A]" in task else \
-                task.split("[Answer]\n", 1)[1].split("\n", 1)[0]
+            opening = "<answer_a id=" if "<answer_a id=" in task else "<answer id="
+            shown_first = task.split(opening, 1)[1].split("\n")[1]
             out.append(replies[shown_first])
         return out
 

@@ -32,8 +32,8 @@ class Scripted(BaseHTTPRequestHandler):
         if "UNPARSEABLE" in question:
             content, top = " maybe", {" maybe": -0.05}
         else:
-            first = question.split("[Answer A]\n")[1].split("\n\n")[0]
-            second = question.split("[Answer B]\n")[1].split("\n\n")[0]
+            first = question.split("<answer_a id=")[1].split("</answer_a")[0]
+            second = question.split("<answer_b id=")[1].split("</answer_b")[0]
             p_first = 0.9 if "good" in first else 0.4 if "good" in second else 0.8
             content = " A" if p_first > 0.5 else " B"
             top = {" A": math.log(p_first), " B": math.log(1 - p_first)}

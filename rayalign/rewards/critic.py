@@ -9,6 +9,7 @@ splits the mass of "1" between 1 and 10. With `rationale`, a one-line rationale 
 The model runs in the reward worker's own process (`path`: a built-in name, folder or run
 folder; engine vllm or hf) or behind an OpenAI-compatible endpoint (`url` + `served_model`).
 An answer whose score cannot be read gets None (counted in `none_count`, reads as 0).
+The conversation and the answer are shown fenced (rayalign.rewards.fence).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import math
 
 from rayalign.algorithms.ai_feedback import expected_score, read_position, to_unit_interval
 from rayalign.rewards.feedback import RATIONALE, EndpointFeedback, LocalFeedback, replies_at
-from rayalign.rewards.judge import SYSTEM, completion_text, render_prompt
+from rayalign.rewards.fence import fence_id, fenced
+from rayalign.rewards.judge import REMINDER, SYSTEM, completion_text, fenced_conversation
 from rayalign.rewards.values import RewardError, to_rewards
 
 DEFAULT_RUBRIC = ("A good answer does exactly what the user asked: it is correct, it answers the question that "
@@ -25,11 +27,13 @@ DEFAULT_RUBRIC = ("A good answer does exactly what the user asked: it is correct
 SCORE = "Score:"
 
 
-def critic_messages(rubric: str, prompt, completion, rationale: bool) -> list[dict]:
+def critic_messages(rubric: str, prompt, completion, rationale: bool, id_: str | None = None) -> list[dict]:
+    """The critic's chat; `id_` is the tags' id (by default `fence_id` of what is judged)."""
+    id_ = id_ or fence_id(prompt, completion)
     how = (f'First write one line "{RATIONALE} <one sentence>", then one line "{SCORE} <1-10>".' if rationale
            else f'Reply with "{SCORE} <1-10>".')
-    task = (f"{rubric}\n\n[Conversation]\n{render_prompt(prompt)}\n\n[Answer]\n{completion_text(completion)}\n\n"
-            f"Rate the answer from 1 (useless or wrong) to 10 (excellent). {how}")
+    task = (f"{rubric}\n\n{fenced_conversation(prompt, id_)}\n\n{fenced('answer', completion_text(completion), id_)}"
+            f"\n\n{REMINDER.format(id=id_)}\nRate the answer from 1 (useless or wrong) to 10 (excellent). {how}")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": task}]
 
 

@@ -10,6 +10,9 @@ no log-probs (a hard choice); a reply with no verdict makes no choice, counted b
 
 Every pair is judged as (a, b) and, with `both_orders`, as (b, a); P(a is better) averages
 the two (rayalign/algorithms/ai_feedback.py), which cancels a bias for either position.
+
+The conversation and the answers are shown fenced (rayalign.rewards.fence), one tag id
+per chat; a verdict is read from the last "Verdict:" of the reply.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from dataclasses import dataclass, field
 from rayalign.algorithms.ai_feedback import (combine_hard, consistent, option_probabilities, read_position,
                                              soft_preference)
 from rayalign.rewards.feedback import RATIONALE, replies_at
-from rayalign.rewards.judge import SYSTEM, completion_text, render_prompt
+from rayalign.rewards.fence import fence_id, fenced, last_match
+from rayalign.rewards.judge import REMINDER, SYSTEM, completion_text, fenced_conversation
 
 DEFAULT_RUBRIC = ("A better answer does exactly what the user asked: it is correct, it answers the question "
                   "that was asked, and it follows every instruction about format and length.")
@@ -70,11 +74,12 @@ class PairLabel:
     consistent: bool | None     # the two orders named the same answer
 
 
-def question(ask: Ask, prompt, first, second) -> str:
+def question(ask: Ask, prompt, first, second, id_: str) -> str:
     how = (f'First write one line "{RATIONALE} <one sentence>", then one line "{VERDICT} A" or "{VERDICT} B".'
            if ask.rationale else f'Reply with "{VERDICT} A" or "{VERDICT} B".')
-    return (f"{ask.preamble}\n\n[Conversation]\n{render_prompt(prompt)}\n\n[Answer A]\n{completion_text(first)}\n\n"
-            f"[Answer B]\n{completion_text(second)}\n\nWhich answer is better? {how}")
+    return (f"{ask.preamble}\n\n{fenced_conversation(prompt, id_)}\n\n"
+            f"{fenced('answer_a', completion_text(first), id_)}\n\n{fenced('answer_b', completion_text(second), id_)}"
+            f"\n\n{REMINDER.format(id=id_)}\nWhich answer is better, A (answer_a) or B (answer_b)? {how}")
 
 
 def _example_reply(ask: Ask, example: Example) -> str:
@@ -82,13 +87,15 @@ def _example_reply(ask: Ask, example: Example) -> str:
     return (thought if ask.rationale else "") + f"{VERDICT} {example.verdict}"
 
 
-def messages(ask: Ask, prompt, first, second) -> list[dict]:
-    """The chat up to the labeler's reply (which the caller starts or leaves to the model)."""
+def messages(ask: Ask, prompt, first, second, id_: str | None = None) -> list[dict]:
+    """The chat up to the labeler's reply (which the caller starts or leaves to the model);
+    `id_` is the tags' id (by default `fence_id` of what is judged)."""
+    id_ = id_ or fence_id(prompt, first, second)
     chat = [{"role": "system", "content": SYSTEM}]
     for example in ask.examples:
-        chat += [{"role": "user", "content": question(ask, example.prompt, example.a, example.b)},
+        chat += [{"role": "user", "content": question(ask, example.prompt, example.a, example.b, id_)},
                  {"role": "assistant", "content": _example_reply(ask, example)}]
-    return chat + [{"role": "user", "content": question(ask, prompt, first, second)}]
+    return chat + [{"role": "user", "content": question(ask, prompt, first, second, id_)}]
 
 
 def _rationale_text(text: str) -> str:
@@ -110,7 +117,7 @@ def _read(reply, prefix: str, whole: str) -> Judgement:
     if position is not None and position < len(reply.top_logprobs):
         probabilities = option_probabilities(reply.top_logprobs[position], CHOICES)
         p_first = probabilities["A"] if probabilities else None
-    match = _VERDICT_TEXT.search(whole)
+    match = last_match(_VERDICT_TEXT, whole)  # the labeler's own verdict comes after any it quotes
     letter = match.group(1).upper() if match else None
     if p_first is not None and p_first != 0.5:  # the likelier letter, even when another token was written
         letter = "A" if p_first > 0.5 else "B"
