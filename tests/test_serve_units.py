@@ -258,3 +258,25 @@ def test_chained_and_full_runs_share_one_engine_with_lora(ray_cluster, runs, tin
     assert sftfull.model_loading_config.model_source == str(runs / "sftfull" / "final")
     assert sftfull.engine_kwargs["enable_lora"]  # for `sftfull:rl-full`
     assert sorted(app._bound_deployment.init_kwargs["lora_bases"]) == ["sft", "sftfull", Path(tiny_model).name]
+
+
+def test_a_request_whose_replica_died_is_a_503_to_retry_without_ray_internals():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from ray.exceptions import ActorDiedError
+
+    from rayalign.serving.errors import add_error_handlers
+
+    app = FastAPI()
+    add_error_handlers(app)
+
+    @app.post("/v1/chat/completions")
+    async def chat():
+        raise ActorDiedError()  # what a handle call raises when its replica is killed
+
+    answer = TestClient(app).post("/v1/chat/completions", json={}, headers={"x-request-id": "r1"})
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    error = answer.json()["error"]
+    assert error["type"] == "ServiceUnavailableError" and error["code"] == 503
+    assert "replica" in error["message"] and "retry" in error["message"] and "(request id r1)" in error["message"]
+    assert "actor" not in error["message"].lower() and "pid" not in error["message"]
