@@ -135,3 +135,37 @@ def test_a_checkpoint_the_disk_refuses_stops_the_run_and_the_rerun_resumes_from_
     report = run_rlhf(config)                                    # a new trainer, no limit: resumes at 1
     assert report["steps"] == STEPS
     assert logged_steps(config) == [1, 2, *range(2, STEPS + 1)]  # step 2 again, from checkpoint 1; none lost
+
+
+def test_a_failed_checkpoint_block_leaves_no_staging_folder_and_the_latest_as_it_was(tmp_path):
+    from rayalign.config import load_config
+
+    config = load_config("sft_full", [f"output_dir={tmp_path}", "name=ckpt", "data.train=x.jsonl"])
+    run = RunDir(config, tensorboard=False)
+    with run.checkpoint(1, {"samples_seen": 4}) as staging:
+        (staging / "weights").write_text("one")
+    with pytest.raises(OSError, match="disk full"), run.checkpoint(2, {"samples_seen": 8}) as staging:
+        (staging / "weights").write_text("half")
+        raise OSError("disk full")
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["latest", "step-000001"]
+    folder, state = run.latest_checkpoint()
+    assert state == {"step": 1, "samples_seen": 4} and (folder / "weights").read_text() == "one"
+
+
+def test_a_torch_save_over_the_file_size_limit_is_named_with_its_folder_and_cause(tmp_path):
+    """torch reports a short write as "unexpected pos"; the error says the limit instead."""
+    import subprocess
+    import sys
+
+    script = f"""
+import resource, torch
+from rayalign.engines.training import checkpoint_writing
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+with checkpoint_writing({str(tmp_path)!r}):
+    torch.save(torch.zeros(10_000), {str(tmp_path / "big.pt")!r})
+"""
+    failed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"rayalign.engines.training.CheckpointWriteError: checkpoint {tmp_path} not written: "
+                           "File too large: this process may write files of at most 4096 bytes"), last
