@@ -76,8 +76,10 @@ def alive(proc: psutil.Process) -> bool:
 
 async def kill_under_load(url: str, key: str, model: str, clients: int = 4, seconds: float = 60,
                           kill_after_s: float = 15, timeout_s: float = 30, max_tokens: int = 8,
-                          app: str = APP, recovery_limit_s: float = 240) -> dict:
-    """The figures of one run (see the module docstring); `url` is the application's base URL."""
+                          app: str = APP, recovery_limit_s: float = 240, after_s: float = 5) -> dict:
+    """The figures of one run (see the module docstring); `url` is the application's base URL.
+    The load lasts `seconds`, and goes on until `after_s` past the replacement (at most
+    `recovery_limit_s` after the kill), so that requests served after it are counted too."""
     replicas = policy_replicas(app)
     if not replicas:
         raise RuntimeError(f"no policy replica of application {app!r} among this process's Ray workers")
@@ -86,10 +88,18 @@ async def kill_under_load(url: str, key: str, model: str, clients: int = 4, seco
     body = {"model": model, "messages": [{"role": "user", "content": "What is 3 + 4?"}],
             "max_tokens": max_tokens, "temperature": 0}
     start = time.monotonic()
-    stop_at = start + seconds
+    killed: dict = {}
+
+    def done() -> bool:
+        """After `seconds`, and once the replica is replaced, `after_s` more (or the watch gave up)."""
+        now = time.monotonic()
+        if now < start + seconds:
+            return False
+        recovered = killed.get("recovered_at")
+        return "gave_up" in killed or (recovered is not None and now >= recovered + after_s)
 
     async def client(http: httpx.AsyncClient):
-        while time.monotonic() < stop_at:
+        while not done():
             began = time.monotonic()
             try:
                 answer = await http.post(f"{url}/v1/chat/completions", json=body, timeout=timeout_s)
@@ -104,7 +114,6 @@ async def kill_under_load(url: str, key: str, model: str, clients: int = 4, seco
                 await asyncio.sleep(0.2)  # a client backs off a little after a failure
 
     victim = replicas[0]
-    killed: dict = {}
 
     def kill_and_watch():
         time.sleep(max(start + kill_after_s - time.monotonic(), 0))
@@ -127,6 +136,8 @@ async def kill_under_load(url: str, key: str, model: str, clients: int = 4, seco
             if alive(orphan):
                 orphan.kill()
         killed["segments"] = sorted(segments)
+        if "recovered_at" not in killed:
+            killed["gave_up"] = True
 
     watcher = threading.Thread(target=kill_and_watch, daemon=True)
     watcher.start()
@@ -134,7 +145,7 @@ async def kill_under_load(url: str, key: str, model: str, clients: int = 4, seco
     async with httpx.AsyncClient(headers=headers) as http:
         await asyncio.gather(*(client(http) for _ in range(clients)))
     await asyncio.to_thread(watcher.join, recovery_limit_s + kill_after_s + 10)
-    return figures(records, killed, timeout_s, clients, seconds)
+    return figures(records, killed, timeout_s, clients, time.monotonic() - start)
 
 
 def figures(records: list[dict], killed: dict, timeout_s: float, clients: int, seconds: float) -> dict:
@@ -146,10 +157,11 @@ def figures(records: list[dict], killed: dict, timeout_s: float, clients: int, s
     after = sorted((r for r in records if r["kind"] == "ok" and r["start"] >= at), key=lambda r: r["end"])
     recovered = killed.get("recovered_at")
     return {
-        "clients": clients, "seconds": seconds, "timeout_s": timeout_s,
+        "clients": clients, "seconds": round(seconds, 1), "timeout_s": timeout_s,
         "requests": len(records), "ok": len(records) - len(failed), "failed": len(failed), "failed_by_kind": kinds,
         "failed_before_kill": sum(r["start"] < at and r["end"] < at for r in failed),
         "failed_after_recovery": sum(r["start"] >= recovered for r in failed) if recovered else None,
+        "ok_after_recovery": sum(r["start"] >= recovered and r["kind"] == "ok" for r in records) if recovered else None,
         "first_failures": sorted({f"{r['kind']}: {r['detail']}" for r in failed})[:3],
         "max_latency_s": round(max((r["end"] - r["start"] for r in records), default=0.0), 3),
         "killed_pid": killed.get("pid"),

@@ -1,6 +1,8 @@
 """A policy replica killed under a bounded load (tiny model, two replicas): Serve replaces it,
 the clients' failures are few, none hangs past its timeout, and serving is whole again after
-the replacement. The figures are those of bench/replica_kill.py (the same function)."""
+the replacement. The figures are those of bench/replica_kill.py (the same function).
+Measured on a 2-core machine shared with other sessions (load average 16-34): 1,766 requests,
+one 503, the longest 1.0 s, the first success 0.1 s after the kill, replaced after 87 s."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from replica_kill import kill_under_load  # noqa: E402
 from tiny_model import build_tiny_model  # noqa: E402
 
 KEY = "fault-key"
-CLIENTS, SECONDS, KILL_AFTER_S, TIMEOUT_S = 4, 45, 10, 20
+CLIENTS, SECONDS, KILL_AFTER_S, TIMEOUT_S = 4, 15, 5, 20  # the load goes on until 5 s past the replacement
 
 
 def free_port() -> int:
@@ -54,7 +56,7 @@ def test_a_policy_replica_killed_under_load_is_replaced_and_no_request_hangs(two
     print(f"\nreplica kill under load (tiny model, 2 replicas): {json.dumps(result)}")
     assert result["replaced_after_s"] is not None, result           # Serve started a new replica
     assert result["failed_before_kill"] == 0, result
-    assert result["failed_after_recovery"] == 0, result
+    assert result["failed_after_recovery"] == 0 and result["ok_after_recovery"] > 0, result
     assert result["max_latency_s"] < TIMEOUT_S + 1, result          # nothing hung past its timeout
     assert "timeout" not in result["failed_by_kind"], result
     assert result["first_success_after_kill_s"] is not None and result["first_success_after_kill_s"] < TIMEOUT_S
