@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -92,6 +93,19 @@ class RunDir:
             say(f"rayalign: warning: no report.html for {self.path} ({type(exc).__name__}: {exc})")
 
     # ---------------------------------------------------------------- checkpoints
+    @contextlib.contextmanager
+    def checkpoint(self, step: int, state: dict):
+        """A staging folder for the workers to write step `step`'s checkpoint into, published
+        with the controller's `state` when the block ends. If anything fails (a worker's write,
+        a full disk) the staging folder is removed and the previous checkpoint stays `latest`."""
+        staging = self.staging_checkpoint(step)
+        try:
+            yield staging
+            self.commit_checkpoint(staging, step, state)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
     def staging_checkpoint(self, step: int) -> Path:
         """An empty folder for workers to write into; `commit_checkpoint` publishes it."""
         staging = self.checkpoints / f".tmp-step-{step:06d}"

@@ -289,3 +289,25 @@ def test_serve_wakes_on_a_ctrl_c_that_lands_on_another_thread():
         wait_for_interrupt()
     done.set()
     assert time.monotonic() - started < 2
+
+
+def test_a_request_whose_replica_died_is_a_503_to_retry_without_ray_internals():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from ray.exceptions import ActorDiedError
+
+    from rayalign.serving.errors import add_error_handlers
+
+    app = FastAPI()
+    add_error_handlers(app)
+
+    @app.post("/v1/chat/completions")
+    async def chat():
+        raise ActorDiedError()  # what a handle call raises when its replica is killed
+
+    answer = TestClient(app).post("/v1/chat/completions", json={}, headers={"x-request-id": "r1"})
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    error = answer.json()["error"]
+    assert error["type"] == "ServiceUnavailableError" and error["code"] == 503
+    assert "replica" in error["message"] and "retry" in error["message"] and "(request id r1)" in error["message"]
+    assert "actor" not in error["message"].lower() and "pid" not in error["message"]

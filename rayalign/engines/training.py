@@ -11,7 +11,10 @@ while every objective runs under `torch.autocast` in that dtype on the engine's 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import resource
+import shutil
 from typing import Any, Callable
 
 import torch
@@ -19,6 +22,51 @@ import torch
 from rayalign.config import TrainConfig
 
 Objective = Callable[[Any, dict], tuple[torch.Tensor, dict]]
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written, with its folder and the cause."""
+
+
+@contextlib.contextmanager
+def checkpoint_writing(folder: str):
+    """Writes into checkpoint `folder`; a failure becomes a `CheckpointWriteError` that says
+    where and why. torch's writer reports a short write as "unexpected pos" without the
+    operating system's reason, so the likely reasons are looked up here: the space left on the
+    folder's filesystem and this process's file-size limit (RLIMIT_FSIZE, `ulimit -f`)."""
+    try:
+        yield
+    except CheckpointWriteError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch, DeepSpeed and Python each fail in their own way
+        raise CheckpointWriteError(f"checkpoint {folder} not written: {write_failure_cause(folder, exc)}") from exc
+
+
+def write_failure_cause(folder: str, exc: BaseException) -> str:
+    reasons = []
+    codes = {getattr(e, "errno", None) for e in (exc, exc.__cause__, exc.__context__) if e is not None}
+    for code in sorted(filter(None, codes)):
+        reasons.append(os.strerror(code))
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        largest = max((f.stat().st_size for f in _files(folder)), default=0)
+        if largest >= limit or errno.EFBIG in codes:
+            reasons.append(f"{os.strerror(errno.EFBIG)}: this process may write files of at most {limit} bytes "
+                           "(RLIMIT_FSIZE, ulimit -f)")
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(folder).free
+        if free < 64 * 2**20 or errno.ENOSPC in codes:
+            reasons.append(f"{os.strerror(errno.ENOSPC)}: {free} bytes free on its filesystem")
+    reasons = list(dict.fromkeys(reasons))
+    cause = f"{type(exc).__name__}: {exc}".strip()
+    return f"{'; '.join(reasons)} ({cause})" if reasons else cause
+
+
+def _files(folder: str):
+    from pathlib import Path
+
+    with contextlib.suppress(OSError):
+        yield from (f for f in Path(folder).rglob("*") if f.is_file())
 
 
 def deepspeed_config(train: TrainConfig, world_size: int, dtype: str) -> dict:
@@ -142,9 +190,11 @@ class TrainingEngine:
         self.engine.reload_states()
 
     def save_checkpoint(self, folder: str, client_state: dict | None = None) -> None:
-        """Every rank writes its shard (trainable weights, optimizer, scheduler)."""
-        self.engine.save_checkpoint(folder, tag="state", client_state=client_state or {},
-                                    exclude_frozen_parameters=True)
+        """Every rank writes its shard (trainable weights, optimizer, scheduler); a write that
+        fails is a `CheckpointWriteError` naming the folder and the cause."""
+        with checkpoint_writing(folder):
+            self.engine.save_checkpoint(folder, tag="state", client_state=client_state or {},
+                                        exclude_frozen_parameters=True)
 
     def load_checkpoint(self, folder: str) -> dict:
         _, client_state = self.engine.load_checkpoint(folder, tag="state", load_module_strict=False)

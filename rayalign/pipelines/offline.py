@@ -133,9 +133,8 @@ def train_offline(config: RunConfig, run: RunDir, trainers: ActorGroup, method: 
         bar.set_postfix(loss=f"{metrics['train/loss']:.4f}")
         bar.update(1)
         if (train.save_every and step % train.save_every == 0) or step == steps:
-            staging = run.staging_checkpoint(step)
-            trainers.call("save_checkpoint", str(staging))
-            run.commit_checkpoint(staging, step, {"samples_seen": seen, "eval_before": before})
+            with run.checkpoint(step, {"samples_seen": seen, "eval_before": before}) as staging:
+                trainers.call("save_checkpoint", str(staging))
     bar.close()
 
     after = evaluate(trainers, eval_set, method, micro)

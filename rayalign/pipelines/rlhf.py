@@ -98,11 +98,10 @@ def run_rlhf(config: RunConfig) -> dict:
             bar.set_postfix(reward=f"{metrics['reward/total_mean']:.3f}")
             bar.update(1)
             if (rl.save_every and step % rl.save_every == 0) or step == rl.steps:
-                staging = run.staging_checkpoint(step)
-                roles.trainers.call("save_checkpoint", str(staging))
-                if roles.critic is not None:
-                    roles.critic.call("save_checkpoint", str(staging / "critic"))
-                run.commit_checkpoint(staging, step, {"samples_seen": seen, "eval_before": before})
+                with run.checkpoint(step, {"samples_seen": seen, "eval_before": before}) as staging:
+                    roles.trainers.call("save_checkpoint", str(staging))
+                    if roles.critic is not None:
+                        roles.critic.call("save_checkpoint", str(staging / "critic"))
         bar.close()
 
         after = evaluate(roles, config, eval_set, tokenizer)

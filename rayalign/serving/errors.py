@@ -1,8 +1,12 @@
 """Every error the ingress answers, in the OpenAI format:
 `{"error": {"message", "type", "param", "code"}}` with the HTTP status as `code` (401: "invalid_api_key").
 
-ray.serve.llm's own handlers leave two gaps, closed here: an unknown model answers FastAPI's
-`{"detail": ...}`, and malformed JSON fails while reporting the body (bytes) and becomes a 500.
+ray.serve.llm's own handlers leave three gaps, closed here: an unknown model answers FastAPI's
+`{"detail": ...}`; malformed JSON fails while reporting the body (bytes) and becomes a 500; and a
+request whose replica died under it (killed, out of memory) is a 500 whose message carries Ray's
+own ("The actor died unexpectedly...", class name, actor id, pid, address), where it is a 503 with
+`Retry-After` and no internals: Serve replaces the replica, and a retry goes to a live one
+(OpenAI's clients retry a 503 by themselves). Measured by bench/replica_kill.py.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ import json
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from ray.exceptions import RayActorError
 from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPException
 from starlette.responses import JSONResponse
 
-TYPES = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError", 408: "TimeoutError"}
+TYPES = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError", 408: "TimeoutError",
+         503: "ServiceUnavailableError"}
+RETRY_AFTER_S = 1
 
 
 def error_content(message: str, status: int, type_: str | None = None, code: int | str | None = None) -> dict:
@@ -47,7 +54,16 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     return _response(request, f"invalid request body: {problems or 'not valid JSON'}", 400)
 
 
+async def _replica_died(request: Request, exc: RayActorError) -> JSONResponse:
+    # Ray's message names actor ids, pids and addresses: internals, not for the client.
+    answer = _response(request, "the model replica serving this request stopped before it answered; "
+                       "retry the request", 503)
+    answer.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return answer
+
+
 def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(OpenAIHTTPException, _openai_exception)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(RayActorError, _replica_died)

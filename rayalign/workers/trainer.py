@@ -88,8 +88,11 @@ class Trainer:
         return self.engine.evaluate(batches, make_objective(objective, {}) if objective else self.objective)
 
     def save_checkpoint(self, folder: str) -> None:
+        from rayalign.engines.training import checkpoint_writing
+
         self.engine.save_checkpoint(folder)
-        torch.save(torch.get_rng_state(), Path(folder) / f"rng-rank{self.rank}.pt")
+        with checkpoint_writing(folder):
+            torch.save(torch.get_rng_state(), Path(folder) / f"rng-rank{self.rank}.pt")
 
     def load_checkpoint(self, folder: str) -> None:
         self.engine.load_checkpoint(folder)
