@@ -1,0 +1,136 @@
+"""Schemathesis over the serving app's own OpenAPI schema (its /openapi.json), shared by
+tests/test_fuzz_http.py (a few examples per operation) and scripts/fuzz_http.py (many).
+
+Each operation is fuzzed with a valid key and without one, with data that fits the schema
+(positive) and data that does not (negative). Every answer is checked, and a failing case is
+recorded (not raised, so that one run counts everything):
+- `status`, `content_type`, `response_schema`: schemathesis' conformance checks (a documented
+  status, a documented content type, a body that fits the documented schema);
+- `error_body`: a 4xx/5xx is OpenAI's `{"error": {message, type, param, code}}`;
+- `internals`: a 5xx names nothing of the server (traceback, file, Ray or rayalign);
+- `no_key`: without a key, a 401;
+- `slow`: an answer later than `time_limit_s`, or none (`transport`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter, defaultdict
+
+LEAKS = ("Traceback", 'File "', "ray.", "Ray", "rayalign", "site-packages", ".py", "Exception:")
+
+
+def leaks(text: str) -> list[str]:
+    """The markers of server internals found in a response body."""
+    return [m for m in LEAKS if m in text]
+
+
+def auth(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def load_schema(url: str, key: str):
+    import schemathesis
+
+    return schemathesis.openapi.from_url(url + "/openapi.json", headers=auth(key), timeout=60)
+
+
+def _error_body_problem(response) -> str | None:
+    try:
+        body = response.json()
+    except Exception:
+        return "not JSON"
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or set(error) != {"message", "type", "param", "code"}:
+        return f"not OpenAI's error body: {str(body)[:200]}"
+    if not isinstance(error["message"], str) or not isinstance(error["type"], str):
+        return "message and type must be strings"
+    return None
+
+
+def check(case, response, keyed: bool, elapsed: float, time_limit_s: float) -> list[tuple[str, str]]:
+    """(kind, detail) of every problem with `response` to `case`."""
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    problems = []
+    for kind, rule in (("status", status_code_conformance), ("content_type", content_type_conformance),
+                       ("response_schema", response_schema_conformance)):
+        try:
+            case.validate_response(response, checks=[rule])
+        except Exception as exc:  # schemathesis' FailureGroup, or a single failure
+            problems.append((kind, str(exc).strip().splitlines()[0][:300]))
+    status = response.status_code
+    if status >= 400:
+        problem = _error_body_problem(response)
+        if problem:
+            problems.append(("error_body", problem))
+    if status >= 500 and leaks(response.text):
+        problems.append(("internals", f"{leaks(response.text)} in {response.text[:300]}"))
+    if not keyed and status != 401:
+        problems.append(("no_key", f"answered {status} without a key"))
+    if elapsed > time_limit_s:
+        problems.append(("slow", f"{elapsed:.1f} s"))
+    return problems
+
+
+def fuzz(schema, url: str, key: str, *, max_examples: int, operations: str | None = None,
+         modes: tuple[str, ...] = ("positive", "negative"), time_limit_s: float = 30.0, seed: int = 0,
+         keep: int = 20) -> dict:
+    """Fuzz the operations whose path matches `operations` (a regex; None: all); the counts:
+    {"cases", "operations", "per_operation": {"POST /v1/...": {"key": n, "no_key": n}},
+     "statuses": {...}, "failures": {kind: n}, "examples": [the first `keep` failing cases], "seconds"}."""
+    import hypothesis
+    from hypothesis import HealthCheck, Phase
+    from schemathesis import GenerationMode
+
+    per_operation: dict[str, Counter] = defaultdict(Counter)
+    statuses, failures, examples = Counter(), Counter(), []
+    start = time.monotonic()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operations and not re.match(operations, operation.path):
+            continue
+        label = f"{operation.method.upper()} {operation.path}"
+        for who, headers in (("key", auth(key)), ("no_key", {})):
+            for mode in modes:
+                strategy = operation.as_strategy(generation_mode=GenerationMode(mode))
+
+                @hypothesis.seed(seed)
+                @hypothesis.settings(max_examples=max_examples, deadline=None, database=None,
+                                     phases=[Phase.explicit, Phase.generate], print_blob=False,
+                                     suppress_health_check=list(HealthCheck))
+                @hypothesis.given(case=strategy)
+                def run(case, who=who, headers=headers, mode=mode, label=label):
+                    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+                    began = time.monotonic()
+                    try:
+                        response = case.call(base_url=url, headers=headers, timeout=time_limit_s)
+                    except Exception as exc:  # no answer at all (timeout, connection closed)
+                        problems, status = [("transport", f"{type(exc).__name__}: {str(exc)[:200]}")], "none"
+                    else:
+                        status = response.status_code
+                        problems = check(case, response, who == "key", time.monotonic() - began, time_limit_s)
+                    per_operation[label][who] += 1
+                    statuses[f"{label} {who} {status}"] += 1
+                    for kind, detail in problems:
+                        failures[kind] += 1
+                        if len(examples) < keep:
+                            examples.append({"kind": kind, "operation": label, "who": who, "mode": mode,
+                                             "status": status, "detail": detail,
+                                             "request": {"path": case.formatted_path, "query": case.query,
+                                                         "body": _short(case.body)}})
+
+                run()
+    return {"cases": sum(sum(c.values()) for c in per_operation.values()), "operations": len(per_operation),
+            "per_operation": {k: dict(v) for k, v in per_operation.items()}, "statuses": dict(statuses),
+            "failures": dict(failures), "examples": examples, "seconds": round(time.monotonic() - start, 1)}
+
+
+def _short(body) -> str:
+    text = repr(body)
+    return text if len(text) < 400 else text[:400] + "..."
