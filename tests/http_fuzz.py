@@ -7,6 +7,7 @@ recorded (not raised, so that one run counts everything):
 - `status`, `content_type`, `response_schema`: schemathesis' conformance checks (a documented
   status, a documented content type, a body that fits the documented schema);
 - `error_body`: a 4xx/5xx is OpenAI's `{"error": {message, type, param, code}}`;
+- `server_error`: any 5xx (documented, but an input the server fails on is a bug);
 - `internals`: a 5xx names nothing of the server (traceback, file, Ray or rayalign);
 - `no_key`: without a key, a 401;
 - `slow`: an answer later than `time_limit_s`, or none (`transport`).
@@ -69,6 +70,8 @@ def check(case, response, keyed: bool, elapsed: float, time_limit_s: float) -> l
         problem = _error_body_problem(response)
         if problem:
             problems.append(("error_body", problem))
+    if status >= 500:
+        problems.append(("server_error", f"{status}"))
     if status >= 500 and leaks(response.text):
         problems.append(("internals", f"{leaks(response.text)} in {response.text[:300]}"))
     if not keyed and status != 401:
@@ -90,6 +93,29 @@ def fuzz(schema, url: str, key: str, *, max_examples: int, operations: str | Non
 
     per_operation: dict[str, Counter] = defaultdict(Counter)
     statuses, failures, examples = Counter(), Counter(), []
+    settings = hypothesis.settings(max_examples=max_examples, deadline=None, database=None,
+                                   phases=[Phase.explicit, Phase.generate], print_blob=False,
+                                   suppress_health_check=list(HealthCheck))
+
+    def one_case(case, who: str, headers: dict, mode: str, label: str) -> None:
+        case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+        began = time.monotonic()
+        try:
+            response = case.call(base_url=url, headers=headers, timeout=time_limit_s)
+        except Exception as exc:  # no answer at all (timeout, connection closed)
+            problems, status = [("transport", f"{type(exc).__name__}: {str(exc)[:200]}")], "none"
+        else:
+            status = response.status_code
+            problems = check(case, response, who == "key", time.monotonic() - began, time_limit_s)
+        per_operation[label][who] += 1
+        statuses[f"{label} {who} {status}"] += 1
+        for kind, detail in problems:
+            failures[kind] += 1
+            if len(examples) < keep:
+                examples.append({"kind": kind, "operation": label, "who": who, "mode": mode, "status": status,
+                                 "detail": detail, "request": {"path": case.formatted_path, "query": case.query,
+                                                               "body": _short(case.body)}})
+
     start = time.monotonic()
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -98,37 +124,26 @@ def fuzz(schema, url: str, key: str, *, max_examples: int, operations: str | Non
         label = f"{operation.method.upper()} {operation.path}"
         for who, headers in (("key", auth(key)), ("no_key", {})):
             for mode in modes:
-                strategy = operation.as_strategy(generation_mode=GenerationMode(mode))
-
-                @hypothesis.seed(seed)
-                @hypothesis.settings(max_examples=max_examples, deadline=None, database=None,
-                                     phases=[Phase.explicit, Phase.generate], print_blob=False,
-                                     suppress_health_check=list(HealthCheck))
-                @hypothesis.given(case=strategy)
-                def run(case, who=who, headers=headers, mode=mode, label=label):
-                    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
-                    began = time.monotonic()
-                    try:
-                        response = case.call(base_url=url, headers=headers, timeout=time_limit_s)
-                    except Exception as exc:  # no answer at all (timeout, connection closed)
-                        problems, status = [("transport", f"{type(exc).__name__}: {str(exc)[:200]}")], "none"
-                    else:
-                        status = response.status_code
-                        problems = check(case, response, who == "key", time.monotonic() - began, time_limit_s)
-                    per_operation[label][who] += 1
-                    statuses[f"{label} {who} {status}"] += 1
-                    for kind, detail in problems:
-                        failures[kind] += 1
-                        if len(examples) < keep:
-                            examples.append({"kind": kind, "operation": label, "who": who, "mode": mode,
-                                             "status": status, "detail": detail,
-                                             "request": {"path": case.formatted_path, "query": case.query,
-                                                         "body": _short(case.body)}})
-
+                run = _operation_test(operation.as_strategy(generation_mode=GenerationMode(mode)), settings, seed,
+                                      lambda case, who=who, headers=headers, mode=mode, label=label:
+                                      one_case(case, who, headers, mode, label))
                 run()
     return {"cases": sum(sum(c.values()) for c in per_operation.values()), "operations": len(per_operation),
             "per_operation": {k: dict(v) for k, v in per_operation.items()}, "statuses": dict(statuses),
             "failures": dict(failures), "examples": examples, "seconds": round(time.monotonic() - start, 1)}
+
+
+def _operation_test(strategy, settings, seed: int, body):
+    """A Hypothesis test running `body` on each case `strategy` draws (seeded: a run repeats)."""
+    import hypothesis
+
+    @hypothesis.seed(seed)
+    @settings
+    @hypothesis.given(case=strategy)
+    def run(case):
+        body(case)
+
+    return run
 
 
 def _short(body) -> str:

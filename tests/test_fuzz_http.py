@@ -189,6 +189,8 @@ OPERATIONS = r"^/v1/(chat/completions|completions|models.*|rewards|judge|files.*
 
 @pytest.fixture(scope="module")
 def served(ray_cluster, tmp_path_factory):
+    from ray import serve
+
     from rayalign.serving import lifecycle
     from tiny_model import build_tiny_model
 
@@ -205,6 +207,7 @@ def served(ray_cluster, tmp_path_factory):
         yield url
     finally:
         lifecycle.stop("fuzz")
+        serve.shutdown()  # so that a later module's serve.start takes its own port
 
 
 def test_fuzzing_every_operation_with_and_without_a_key(served):
