@@ -63,8 +63,10 @@ def check(case, response, keyed: bool, elapsed: float, time_limit_s: float) -> l
                        ("response_schema", response_schema_conformance)):
         try:
             case.validate_response(response, checks=[rule])
-        except Exception as exc:  # schemathesis' FailureGroup, or a single failure
-            problems.append((kind, str(exc).strip().splitlines()[0][:300]))
+        except (Exception, BaseExceptionGroup) as exc:  # schemathesis' FailureGroup, or one failure
+            first = exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) else exc
+            problems.append((kind, f"{getattr(first, 'title', type(first).__name__)}: "
+                                   f"{getattr(first, 'message', str(first))}"[:300]))
     status = response.status_code
     if status >= 400:
         problem = _error_body_problem(response)

@@ -3,8 +3,10 @@
 413: "request_too_large"). A 5xx carries a generic message and the request id, never the server's
 internals (InternalErrorShield); a body over the limit is refused before it is read whole (BodyLimit).
 
-ray.serve.llm's own handlers leave two gaps, closed here: an unknown model answers FastAPI's
-`{"detail": ...}`, and malformed JSON fails while reporting the body (bytes) and becomes a 500.
+ray.serve.llm's own handlers leave gaps, closed here: an unknown model answers FastAPI's
+`{"detail": ...}`, as does a body that is not UTF-8 (FastAPI raises Starlette's HTTPException for
+it, which a handler of FastAPI's HTTPException does not catch), and malformed JSON fails while
+reporting the body (bytes) and becomes a 500.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import json
 import logging
 import uuid
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPException
+from starlette.exceptions import HTTPException  # FastAPI's own subclasses it; FastAPI raises both
 from starlette.responses import JSONResponse
 
 logger = logging.getLogger("ray.serve")
@@ -125,7 +128,7 @@ class InternalErrorShield:
     @staticmethod
     async def _generic(send, status: int, request_id: str, original: bytes) -> None:
         if original:
-            logger.error("request %s answered %d: %s", request_id, status, original[:4000].decode(errors="replace"))
+            logger.error("request %s answered %d: %s", request_id, status, original[:20000].decode(errors="replace"))
         message = (f"the server could not answer this request (request id {request_id}); "
                    "the details are in the server's log")
         await _send_error(send, status, error_content(message, status, INTERNAL_TYPES.get(status, "InternalServerError")),

@@ -110,6 +110,7 @@ class RayalignIngress(OpenAiIngress):
 
     async def _get_response(self, *, body, call_method: str, raw_request: Request | None = None):
         """The engine's answers to `body`; for a prompt run, its base's answers to the prompted request."""
+        check_roles(body)
         model = body.model or ""
         run = self.prompt_runs().get(model) if ":" in model else None
         if run is not None:
@@ -196,6 +197,16 @@ class RayalignIngress(OpenAiIngress):
         if body.single:
             answer.update(verdict=result.verdicts[0], rationale=list(result.rationales[0]))
         return JSONResponse(answer)
+
+
+def check_roles(body) -> None:
+    """A 400 for a chat message without a role: vLLM's request schema lets one through, and its
+    chat renderer then fails on it (a KeyError in the engine replica, a 500)."""
+    for i, message in enumerate(getattr(body, "messages", None) or []):
+        role = message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
+        if not isinstance(role, str) or not role:
+            raise OpenAIHTTPException(status_code=status.HTTP_400_BAD_REQUEST, type="BadRequestError",
+                                      message=f"messages[{i}]: each message needs a 'role'")
 
 
 ENDPOINTS = {**DEFAULT_ENDPOINTS,
