@@ -1,6 +1,7 @@
 """Fuzz the serving app's HTTP API with schemathesis, longer than the CI test does, and print one
 JSON line: cases run per operation (with a key and without), statuses, failures by kind, and the
-first failing cases.
+first failing cases; then bodies over the limit (413 expected), and whether a normal chat
+request still succeeds.
 
 Against a running server (its /openapi.json, with the key):
     python scripts/fuzz_http.py --url http://127.0.0.1:8000 --key KEY [--examples 50] [--all]
@@ -22,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from http_fuzz import fuzz, load_schema  # noqa: E402
+from http_fuzz import fuzz, load_schema, oversize  # noqa: E402
 
 OPERATIONS = r"^/v1/(chat/completions|completions|models.*|rewards|judge|files.*|fine_tuning.*)$"
 KEY = "fuzz-key"
@@ -55,6 +56,8 @@ def main() -> int:
     parser.add_argument("--all", action="store_true", help="every operation of the schema")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds an answer may take")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--model", help="a served model that positive cases name (default: the first listed)")
+    parser.add_argument("--max-body-bytes", type=int, default=8 * 2**20, help="the server's max_body_bytes")
     args = parser.parse_args()
     if not (args.url or args.start):
         parser.error("give --url or --start")
@@ -63,7 +66,8 @@ def main() -> int:
         try:
             result = fuzz(load_schema(url, args.key), url, args.key, max_examples=args.examples,
                           operations=None if args.all else OPERATIONS, time_limit_s=args.time_limit,
-                          seed=args.seed)
+                          seed=args.seed, model=args.model or _first_model(url, args.key))
+            too_large = oversize(url, args.key, args.max_body_bytes)
             healthy = _chat_ok(url, args.key)
         finally:
             if args.start:
@@ -73,9 +77,17 @@ def main() -> int:
 
                 lifecycle.stop("fuzz")
                 serve.shutdown()
+    result["oversize"] = too_large
     result["serving_after"] = healthy
     print(json.dumps(result))
-    return 0 if not result["failures"] and healthy else 1
+    refused = all(r["status"] == 413 for r in too_large.values())
+    return 0 if not result["failures"] and healthy and refused else 1
+
+
+def _first_model(url: str, key: str) -> str:
+    import httpx
+
+    return httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30).json()["data"][0]["id"]
 
 
 def _chat_ok(url: str, key: str) -> bool:
@@ -83,7 +95,7 @@ def _chat_ok(url: str, key: str) -> bool:
     import httpx
 
     headers = {"Authorization": f"Bearer {key}"}
-    model = httpx.get(url + "/v1/models", headers=headers, timeout=30).json()["data"][0]["id"]
+    model = _first_model(url, key)
     answer = httpx.post(url + "/v1/chat/completions", headers=headers, timeout=120,
                         json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
     return answer.status_code == 200

@@ -25,7 +25,7 @@ import pytest
 import uvicorn
 from fastapi import Request
 
-from http_fuzz import LEAKS, fuzz, leaks, load_schema
+from http_fuzz import LEAKS, fuzz, leaks, load_schema, oversize
 from test_serve_app import free_port
 
 KEY = "fuzz-key"
@@ -231,9 +231,19 @@ def test_what_fuzzing_found_is_answered_in_the_openai_format(served):
         assert set(answer.json()["error"]) == {"message", "type", "param", "code"}, answer.text
 
 
+def test_bodies_over_the_limit_are_413_through_the_serve_proxy(served):
+    from rayalign.serving.settings import ServeSettings
+
+    limit = ServeSettings().max_body_bytes
+    result = oversize(served, KEY, limit)
+    assert {r["status"] for r in result.values()} == {413}, result
+    assert {r["code"] for r in result.values()} == {"request_too_large"}
+    assert result["declared"]["sent_bytes"] == 0 and result["chunked"]["sent_bytes"] < 2 * limit, result
+
+
 def test_fuzzing_every_operation_with_and_without_a_key(served):
     schema = load_schema(served, KEY)
-    result = fuzz(schema, served, KEY, max_examples=8, operations=OPERATIONS, time_limit_s=30)
+    result = fuzz(schema, served, KEY, max_examples=8, operations=OPERATIONS, time_limit_s=30, model="tiny-llm")
     print("fuzz (CI):", json.dumps(result))
     assert result["cases"] > 200 and result["operations"] >= 15
     assert result["failures"] == {}, json.dumps(result["examples"], indent=1)[:6000]

@@ -131,8 +131,8 @@ class InternalErrorShield:
             logger.error("request %s answered %d: %s", request_id, status, original[:20000].decode(errors="replace"))
         message = (f"the server could not answer this request (request id {request_id}); "
                    "the details are in the server's log")
-        await _send_error(send, status, error_content(message, status, INTERNAL_TYPES.get(status, "InternalServerError")),
-                          request_id)
+        type_ = INTERNAL_TYPES.get(status, "InternalServerError")
+        await _send_error(send, status, error_content(message, status, type_), request_id)
 
 
 class BodyLimit:
