@@ -35,6 +35,7 @@ LIMIT = 4096
 # ---------------------------------------------------------------------- the guards, in-process
 def guarded_app(monkeypatch):
     import ray.exceptions
+    from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPException
     from ray.llm._internal.serve.core.ingress.ingress import init
 
     from rayalign.serving.errors import add_error_handlers
@@ -64,6 +65,13 @@ def guarded_app(monkeypatch):
     @app.get("/plain-error")
     async def plain_error():
         raise RuntimeError('File "/srv/rayalign/serving/ingress.py", line 12, in rayalign.serving.ingress')
+
+    @app.get("/engine-400")
+    async def engine_400():  # how ray.serve.llm passes on vLLM's refusal of a request
+        raise OpenAIHTTPException(status_code=400, type="VLLMValidationError", message=(
+            "Message: vllm.exceptions.VLLMValidationError: `tools` must not be empty (Request ID: r1), "
+            "Internal exception: vllm.exceptions.VLLMValidationError: `tools` must not be empty, original "
+            "exception: `tools` must not be empty"))
 
     guard(app, ServeSettings(auth={"keys_env": "FUZZ_TEST_KEYS"}, max_body_bytes=LIMIT))
     return app
@@ -169,6 +177,13 @@ def test_internal_errors_are_500_without_internals(guarded, path, caplog):
     assert set(error) == {"message", "type", "param", "code"} and error["code"] == 500
     assert "req-123" in error["message"] and error["type"] == "InternalServerError"
     assert not leaks(answer.text), answer.text
+
+
+def test_an_engine_refusal_reads_once_without_the_engine_class_path(guarded):
+    answer = httpx.get(guarded + "/engine-400", headers={**AUTH, "x-request-id": "req-9"})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == {"message": "`tools` must not be empty (request id req-9)",
+                                      "type": "BadRequestError", "param": None, "code": 400}
 
 
 def test_the_schema_documents_every_error_with_the_openai_body(guarded):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 
 from fastapi import FastAPI, Request
@@ -46,8 +47,24 @@ async def _http_exception(request: Request, exc: HTTPException) -> JSONResponse:
     return _response(request, str(exc.detail), exc.status_code)
 
 
+# ray.serve.llm words an engine's error "Message: <m> (Request ID: ..), Internal exception: <m again>,
+# original exception: <str(e)>", <m> often led by the exception's dotted class name
+ENGINE_WORDING = re.compile(r"^Message: (?P<message>.*?)(?: \(Request ID: [^)]*\))?, Internal exception: ", re.S)
+DOTTED_CLASS = re.compile(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ")
+
+
+def client_message(message: str) -> str:
+    """An engine's error message as the client reads it: once, without the exception's class path."""
+    engine = ENGINE_WORDING.match(message)
+    if engine:
+        message = engine.group("message")
+    return DOTTED_CLASS.sub("", message)
+
+
 async def _openai_exception(request: Request, exc: OpenAIHTTPException) -> JSONResponse:
-    return _response(request, exc.message, exc.status_code, None if exc.type == "Unknown" else exc.type)
+    # the engine's exception class names (e.g. VLLMValidationError) give way to OpenAI-style types
+    type_ = TYPES.get(exc.status_code) or (None if exc.type == "Unknown" else exc.type)
+    return _response(request, client_message(exc.message), exc.status_code, type_)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
