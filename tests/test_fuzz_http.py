@@ -33,6 +33,12 @@ LIMIT = 4096
 
 
 # ---------------------------------------------------------------------- the guards, in-process
+class EngineRefusal(ValueError):
+    """Like vLLM's VLLMValidationError: a 400 that ray.serve.llm's own middleware answers."""
+
+    status_code = 400
+
+
 def guarded_app(monkeypatch):
     import ray.exceptions
     from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPException
@@ -72,6 +78,10 @@ def guarded_app(monkeypatch):
             "Message: vllm.exceptions.VLLMValidationError: `tools` must not be empty (Request ID: r1), "
             "Internal exception: vllm.exceptions.VLLMValidationError: `tools` must not be empty, original "
             "exception: `tools` must not be empty"))
+
+    @app.get("/engine-refusal")
+    async def engine_refusal():
+        raise EngineRefusal("`tools` must not be empty")
 
     guard(app, ServeSettings(auth={"keys_env": "FUZZ_TEST_KEYS"}, max_body_bytes=LIMIT))
     return app
@@ -184,6 +194,14 @@ def test_an_engine_refusal_reads_once_without_the_engine_class_path(guarded):
     assert answer.status_code == 400
     assert answer.json()["error"] == {"message": "`tools` must not be empty (request id req-9)",
                                       "type": "BadRequestError", "param": None, "code": 400}
+
+
+def test_an_engine_refusal_answered_by_ray_middleware_is_made_plain_too(guarded):
+    answer = httpx.get(guarded + "/engine-refusal", headers=AUTH)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["message"].startswith("`tools` must not be empty") and error["type"] == "BadRequestError", error
+    assert "Internal exception" not in answer.text and "EngineRefusal" not in answer.text
 
 
 def test_the_schema_documents_every_error_with_the_openai_body(guarded):

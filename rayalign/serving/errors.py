@@ -103,7 +103,8 @@ async def _send_error(send, status: int, content: dict, request_id: str, extra=(
 
 
 class InternalErrorShield:
-    """Every 5xx answer becomes OpenAI's error body with a generic message and the request id; what
+    """Every 5xx answer becomes OpenAI's error body with a generic message and the request id (a 4xx
+    in ray.serve.llm's engine wording is made plain, see client_message); what
     the inner layers said (ray.serve.llm puts the exception's text, a Ray traceback included, into
     its 500s) and any exception that escapes them go to the server log under that id. Nothing of
     the server's internals (tracebacks, module or class names) reaches the client."""
@@ -122,14 +123,17 @@ class InternalErrorShield:
 
         async def guarded_send(message):
             if message["type"] == "http.response.start":
-                if message["status"] >= 500:
+                if message["status"] >= 400:  # an error: small, held whole to be checked
                     held[0] = message
                     return
                 started[0] = True
             elif message["type"] == "http.response.body" and held[0] is not None:
                 parts.append(message.get("body", b""))
                 if not message.get("more_body", False):
-                    await self._generic(send, held[0]["status"], request_id, b"".join(parts))
+                    if held[0]["status"] >= 500:
+                        await self._generic(send, held[0]["status"], request_id, b"".join(parts))
+                    else:
+                        await self._client_error(send, held[0], b"".join(parts))
                     started[0] = True
                 return
             await send(message)
@@ -141,6 +145,25 @@ class InternalErrorShield:
             if not started[0]:
                 await self._generic(send, 500, request_id, b"")
             # else the response is under way: the client sees the stream end early
+
+    @staticmethod
+    async def _client_error(send, start: dict, body: bytes) -> None:
+        """A 4xx as made, but for an engine's message in ray.serve.llm's wording (its exception
+        middleware answers some engine refusals itself, past the handlers above), made plain."""
+        try:
+            content = json.loads(body)
+            error = content["error"]
+            cleaned = client_message(error["message"])
+        except (ValueError, KeyError, TypeError):
+            cleaned = None
+        if cleaned is not None and cleaned != error["message"]:
+            error["message"] = cleaned
+            error["type"] = TYPES.get(start["status"], error.get("type"))
+            body = json.dumps(content).encode()
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            start = {**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
 
     @staticmethod
     async def _generic(send, status: int, request_id: str, original: bytes) -> None:
