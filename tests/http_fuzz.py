@@ -21,12 +21,15 @@ import re
 import time
 from collections import Counter, defaultdict
 
-LEAKS = ("Traceback", 'File "', "ray.", "Ray", "rayalign", "site-packages", ".py", "Exception:")
+# markers of server internals: a traceback, a source file, a module path of Ray, vLLM or rayalign,
+# a Ray exception class, an exception's "Name: message" rendering
+LEAKS = (r"Traceback", r'File "', r"\b(?:ray|vllm|rayalign)\.\w", r"\bRay\w*Error\b", r"site-packages", r"\.py\b",
+         r"\w+(?:Error|Exception): ")
 
 
 def leaks(text: str) -> list[str]:
     """The markers of server internals found in a response body."""
-    return [m for m in LEAKS if m in text]
+    return [m for m in LEAKS if re.search(m, text)]
 
 
 def auth(key: str | None) -> dict[str, str]:
