@@ -296,10 +296,11 @@ def test_a_request_whose_replica_died_is_a_503_to_retry_without_ray_internals():
     from fastapi.testclient import TestClient
     from ray.exceptions import ActorDiedError
 
-    from rayalign.serving.errors import add_error_handlers
+    from rayalign.serving.errors import InternalErrorShield, add_error_handlers
 
     app = FastAPI()
     add_error_handlers(app)
+    app.add_middleware(InternalErrorShield)  # the ingress's outermost layer passes this 5xx on as written
 
     @app.post("/v1/chat/completions")
     async def chat():
@@ -307,6 +308,7 @@ def test_a_request_whose_replica_died_is_a_503_to_retry_without_ray_internals():
 
     answer = TestClient(app).post("/v1/chat/completions", json={}, headers={"x-request-id": "r1"})
     assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert "x-rayalign-public-error" not in answer.headers
     error = answer.json()["error"]
     assert error["type"] == "ServiceUnavailableError" and error["code"] == 503
     assert "replica" in error["message"] and "retry" in error["message"] and "(request id r1)" in error["message"]

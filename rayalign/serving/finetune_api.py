@@ -153,7 +153,7 @@ def _router(settings: FineTuneSettings, bases: dict[str, str]) -> APIRouter:
             raise ServiceError("the request body must be a JSON object", "invalid_json")
         tenant, store = request_tenant(), state()
         model = body.get("model")
-        if model not in bases:
+        if not isinstance(model, str) or model not in bases:
             raise ServiceError(f"model {model!r} cannot be fine-tuned here; base models: {', '.join(bases) or 'none'}",
                                "model_not_available", "model")
         method = body.get("method") or {"type": "supervised",

@@ -14,7 +14,9 @@
   /v1/models and answering chat, as the job's adapter on its base's engine. Another tenant's
   fine-tuned model is a 404 like an unknown one.
 - API keys and the request log (rayalign.serving.auth) wrap the whole app; the key's tenant is
-  `current_tenant` for the request.
+  `current_tenant` for the request. Inside them, bodies over `max_body_bytes` are a 413 before they
+  are read whole; outside them, every 5xx is made generic (rayalign.serving.errors). The OpenAPI
+  schema at /openapi.json documents each route's statuses (rayalign.serving.openapi).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import Request, status
+from fastapi import FastAPI, Request, status
 from ray.llm._internal.serve.core.configs.openai_api_models import (
     ChatCompletionRequest,
     ErrorResponse,
@@ -37,9 +39,10 @@ from starlette.responses import JSONResponse
 from rayalign.data.readers import DataError
 from rayalign.finetune.errors import NotFound
 from rayalign.rewards import judge
+from rayalign.serving import openapi
 from rayalign.serving.auth import ApiKeyMiddleware, load_api_keys
 from rayalign.serving.discovery import ServedRun, discover_runs
-from rayalign.serving.errors import add_error_handlers
+from rayalign.serving.errors import BodyLimit, InternalErrorShield, add_error_handlers
 from rayalign.serving.finetune_api import FineTuning, add_finetune_routes, service
 from rayalign.serving.prompted import answered_as, prompted_request
 from rayalign.serving.protocol import JudgeRequest, RewardsRequest
@@ -107,6 +110,7 @@ class RayalignIngress(OpenAiIngress):
 
     async def _get_response(self, *, body, call_method: str, raw_request: Request | None = None):
         """The engine's answers to `body`; for a prompt run, its base's answers to the prompted request."""
+        check_roles(body)
         model = body.model or ""
         run = self.prompt_runs().get(model) if ":" in model else None
         if run is not None:
@@ -195,6 +199,16 @@ class RayalignIngress(OpenAiIngress):
         return JSONResponse(answer)
 
 
+def check_roles(body) -> None:
+    """A 400 for a chat message without a role: vLLM's request schema lets one through, and its
+    chat renderer then fails on it (a KeyError in the engine replica, a 500)."""
+    for i, message in enumerate(getattr(body, "messages", None) or []):
+        role = message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
+        if not isinstance(role, str) or not role:
+            raise OpenAIHTTPException(status_code=status.HTTP_400_BAD_REQUEST, type="BadRequestError",
+                                      message=f"messages[{i}]: each message needs a 'role'")
+
+
 ENDPOINTS = {**DEFAULT_ENDPOINTS,
              "rewards": lambda app: app.post("/v1/rewards"),
              "judge": lambda app: app.post("/v1/judge")}
@@ -207,5 +221,17 @@ def ingress_class(settings: ServeSettings, tune_bases: dict[str, str] | None = N
     add_error_handlers(app)
     if settings.finetune.enabled:
         add_finetune_routes(app, settings.finetune, tune_bases or {})
-    app.add_middleware(ApiKeyMiddleware, settings=settings.auth)
+    guard(app, settings)
     return make_fastapi_ingress(RayalignIngress, endpoint_map=ENDPOINTS, app=app)
+
+
+def guard(app: FastAPI, settings: ServeSettings) -> None:
+    """The layers in front of the routes, outermost first: 5xx made generic, API keys, body limit;
+    and the documented OpenAPI schema."""
+    uploads = {}
+    if settings.finetune.enabled:  # an upload of max_file_bytes, with room for the multipart framing
+        uploads[("POST", "/v1/files")] = max(settings.max_body_bytes, settings.finetune.max_file_bytes + 2**20)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, limits=uploads)
+    app.add_middleware(ApiKeyMiddleware, settings=settings.auth)
+    app.add_middleware(InternalErrorShield)  # added last: outermost
+    openapi.publish(app)

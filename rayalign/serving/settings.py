@@ -128,7 +128,9 @@ class FineTuneSettings(_Strict):
 class ServeSettings(_Strict):
     """What to serve. `models`: base models (built-in names or HF folders) served whether or
     not a run uses them; every run folder under `runs_dir` adds its adapter (next to its base,
-    which is then served too), its full fine-tune (as a model of its own) or its reward model."""
+    which is then served too), its full fine-tune (as a model of its own) or its reward model.
+    `max_body_bytes`: the largest request body taken (413 above it, refused before it is read
+    whole); a file upload of the fine-tuning service may be up to `finetune.max_file_bytes`."""
 
     runs_dir: str = "runs"
     models: list[str] = []
@@ -139,6 +141,7 @@ class ServeSettings(_Strict):
     reward_batch_size: int = Field(8, gt=0)
     deployments: Deployments = Deployments()
     finetune: FineTuneSettings = FineTuneSettings()
+    max_body_bytes: int = Field(8 * 2**20, gt=0)
 
 
 def read_serve_config(path: str, runs_dir: str | None = None) -> tuple[dict, dict]:
