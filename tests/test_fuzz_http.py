@@ -179,14 +179,18 @@ def test_without_a_key_a_big_body_is_401_unread(guarded):
     assert status == 401 and body["error"]["code"] == "invalid_api_key" and took < 5
 
 
-@pytest.mark.parametrize("path", ["/ray-task-error", "/actor-died", "/plain-error"])
-def test_internal_errors_are_500_without_internals(guarded, path, caplog):
+@pytest.mark.parametrize("path, status, type_", [("/ray-task-error", 500, "InternalServerError"),
+                                                  ("/actor-died", 503, "ServiceUnavailableError"),
+                                                  ("/plain-error", 500, "InternalServerError")])
+def test_internal_errors_are_5xx_without_internals(guarded, path, status, type_, caplog):
+    """A replica that died under the request is a 503 to retry (Serve replaces it); anything else 500."""
     answer = httpx.get(guarded + path, headers={**AUTH, "x-request-id": "req-123"})
-    assert answer.status_code == 500
+    assert answer.status_code == status
     error = answer.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["code"] == 500
-    assert "req-123" in error["message"] and error["type"] == "InternalServerError"
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == status
+    assert "req-123" in error["message"] and error["type"] == type_
     assert not leaks(answer.text), answer.text
+    assert "x-rayalign-public-error" not in answer.headers
 
 
 def test_an_engine_refusal_reads_once_without_the_engine_class_path(guarded):
