@@ -83,7 +83,7 @@ def served(ray_cluster, tmp_path_factory):
     hand_made_runs(root / "runs", model)
     (root / "keys").write_text(f"other-key\n{KEY}\n")
     args = {"runs_dir": str(root / "runs"), "auth": {"keys_file": str(root / "keys")},
-            "engine": {"max_model_len": 512, "max_num_seqs": 16},
+            "engine": {"max_model_len": 1024, "max_num_seqs": 16},
             "deployments": {"policy": {"ray_actor_options": {"num_cpus": 0}}}}
     url = lifecycle.start(args, port=free_port())
     try:

@@ -39,7 +39,7 @@ def build_tiny_model(folder: Path, seed: int = 0, hidden_size: int = 32, heads: 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                          num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=heads // 2,
-                         max_position_embeddings=512, tie_word_embeddings=True,
+                         max_position_embeddings=1024, tie_word_embeddings=True,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config)
