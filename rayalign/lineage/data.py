@@ -89,7 +89,7 @@ def _scan_jsonl(path: Path) -> tuple[str, int, list[tuple[str, str | None, bool]
             if any(marker in line for marker in MARKERS):
                 try:
                     row = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
                     row = None
                 found = record_origin(row) if isinstance(row, dict) else None
             origins.append(found)

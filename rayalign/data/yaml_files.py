@@ -1,0 +1,40 @@
+"""A YAML file composed into nodes (which keep their lines), every failure a DataError naming the line.
+
+A leading UTF-8 byte-order mark is skipped; a byte that is not UTF-8, a syntax error, or nesting
+deeper than MAX_DEPTH (which would exhaust the composer's recursion) names the line it is on.
+The depth is measured on the scanner's tokens, which are read without recursion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from rayalign.data.readers import DataError, decode_utf8
+
+MAX_DEPTH = 100
+OPENS = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
+         yaml.FlowSequenceStartToken)
+CLOSES = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def compose_text(text: str, source: str) -> yaml.Node | None:
+    """The composed tree of `text` (None when it holds no document)."""
+    try:
+        depth = 0
+        for token in yaml.scan(text):
+            depth += isinstance(token, OPENS) - isinstance(token, CLOSES)
+            if depth > MAX_DEPTH:
+                raise DataError(source, token.start_mark.line + 1, None,
+                                f"not usable YAML (nested more than {MAX_DEPTH} deep)")
+        return yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise DataError(source, mark.line + 1 if mark else None, None, f"not valid YAML ({exc})") from None
+
+
+def compose_file(path: Path, source: str | None = None) -> yaml.Node | None:
+    """The composed tree of a YAML file, named `source` (default: the path) in errors."""
+    source = source or str(path)
+    return compose_text(decode_utf8(path.read_bytes(), source), source)
