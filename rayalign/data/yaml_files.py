@@ -29,6 +29,9 @@ def compose_text(text: str, source: str) -> yaml.Node | None:
                 raise DataError(source, token.start_mark.line + 1, None,
                                 f"not usable YAML (nested more than {MAX_DEPTH} deep)")
         return yaml.compose(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: named by its position
+        raise DataError(source, text.count("\n", 0, exc.position) + 1, None,
+                        f"not valid YAML (character #x{exc.character:04x} is not allowed)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise DataError(source, mark.line + 1 if mark else None, None, f"not valid YAML ({exc})") from None
