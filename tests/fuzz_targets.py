@@ -10,6 +10,7 @@ Anything else (another exception, a message naming no file or no line) is an Ass
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from rayalign.lineage.data import summarise_dataset
 from rayalign.pipelines.sft import SFT_FORMATS
 from rayalign.review.items import read_decisions, read_items
 
+UPLOAD = "my upload.jsonl"  # the filename a client gave; the stored path is the server's business
 RECIPES = Path(__file__).parent.parent / "rayalign" / "recipes"
 
 # Errors that are about the whole file, so name no line.
@@ -63,10 +65,14 @@ class Target:
     read: Callable[[str], object]
     seeds: list[dict] = field(default_factory=list)   # valid rows (JSON targets)
     text: str = ""                                    # a valid file (YAML targets)
+    raw: bytes = b""                                  # a valid file (binary targets: Parquet)
     error: type = DataError
     never_raises: bool = False                         # lineage: warns, never fails a run
+    names: str = ""                                   # what errors call the file (default: its path)
 
     def valid_bytes(self) -> bytes:
+        if self.raw:
+            return self.raw
         return self.text.encode() if self.text else "".join(json.dumps(row) + "\n" for row in self.seeds).encode()
 
 
@@ -95,8 +101,21 @@ PAIRS = [{"prompt": "2+2?", "a": "4", "b": "5"}, {"prompt": "hi", "a": "hello", 
 SEEDS = [{"instruction": "add the numbers", "input": "2 3", "output": "5"}, {"prompt": "name a colour"},
          {"messages": _messages(("user", "hi"), ("assistant", "hello"))}]
 
+
+
+def _parquet_bytes(rows: list[dict]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), out)
+    return out.getvalue()
+
+
 TARGETS: dict[str, Target] = {
     "rows.jsonl": Target(".jsonl", read_rows, SFT_ROWS),
+    "rows.parquet": Target(".parquet", lambda path: load_examples(path, FORMATS),
+                           raw=_parquet_bytes([{"prompt": "2+2?", "completion": "4"}, {"prompt": "hi", "completion": "yo"}])),
     "rows.json": Target(".json", read_rows, SFT_ROWS),
     "examples": Target(".jsonl", lambda path: load_examples(path, FORMATS), SFT_ROWS[:1] * 2),
     "sft": Target(".jsonl", lambda path: load_examples(path, SFT_FORMATS), SFT_ROWS[2:] * 2),
@@ -107,6 +126,8 @@ TARGETS: dict[str, Target] = {
     "openai.dpo": Target(".jsonl", lambda path: convert_file(path, "dpo"), OPENAI_DPO),
     "openai.reinforcement": Target(".jsonl", lambda path: convert_file(path, "reinforcement"), OPENAI_REINFORCEMENT),
     "openai.check": Target(".jsonl", check_file, OPENAI_SUPERVISED),
+    "openai.upload": Target(".jsonl", lambda path: check_file(path, UPLOAD), OPENAI_SUPERVISED,
+                            names=UPLOAD),
     "review.items": Target(".jsonl", read_items, ITEMS),
     "review.decisions": Target(".jsonl", lambda path: read_decisions(Path(path)), DECISIONS),
     "rlaif.examples": Target(".jsonl", read_examples, LABEL_EXAMPLES),
@@ -128,7 +149,8 @@ def check_target(name: str, path: Path) -> str:
     except target.error as exc:
         assert not target.never_raises, f"{name} raised {exc!r}"
         message = str(exc)
-        assert str(path) in message, f"{name}: the error does not name the file: {message!r}"
+        named = target.names or str(path)
+        assert named in message, f"{name}: the error does not name the file ({named}): {message!r}"
         line = getattr(exc, "line", None)
         if line is not None:
             assert f"line {line}" in message, message

@@ -12,7 +12,6 @@ minute). Counts: `pytest tests/test_fuzz_readers.py --hypothesis-show-statistics
 from __future__ import annotations
 
 import codecs
-import io
 import json
 import os
 import subprocess
@@ -81,7 +80,9 @@ def _dump(target, tree) -> bytes:
 @st.composite
 def mutated_files(draw, target):
     """A valid file of the target's kind, its structure mutated, then its bytes."""
-    if target.suffix == ".yaml":
+    if target.raw:
+        data = target.raw
+    elif target.suffix == ".yaml":
         tree = yaml.safe_load(target.text)
         data = _dump(target, _mutate_value(draw, tree)) if draw(st.booleans()) else target.text.encode()
     else:
@@ -132,38 +133,6 @@ def test_any_bytes_load_or_name_the_file_and_line(tmp_path, name, data):
 def test_mutated_valid_files_load_or_name_the_file_and_line(tmp_path, name, data):
     target = TARGETS[name]
     check_target(name, _file(tmp_path, name, target.suffix, data.draw(mutated_files(target))))
-
-
-def _parquet_bytes() -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    out = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist([{"prompt": "2+2?", "completion": "4"}, {"prompt": "hi", "completion": "yo"}]),
-                   out)
-    return out.getvalue()
-
-
-PARQUET = _parquet_bytes()
-
-
-@FUZZ
-@given(data=st.data())
-def test_parquet_bytes_load_or_name_the_file(tmp_path, data):
-    """Arbitrary bytes, and a valid Parquet file with bytes flipped or cut off."""
-    if data.draw(st.booleans()):
-        raw = data.draw(st.binary(max_size=600))
-    else:
-        raw = bytearray(PARQUET)
-        for _ in range(data.draw(st.integers(1, 4))):
-            at = data.draw(st.integers(0, len(raw) - 1))
-            raw[at] ^= data.draw(st.integers(1, 255))
-        raw = bytes(raw[: data.draw(st.integers(0, len(raw)))]) if data.draw(st.booleans()) else bytes(raw)
-    path = _file(tmp_path, "parquet", ".parquet", raw)
-    try:
-        load_examples(str(path))
-    except DataError as exc:
-        assert str(path) in str(exc)
 
 
 # The two cases of the issue, and each bug the fuzzing found, as plain tests.
@@ -269,3 +238,12 @@ def test_a_recipe_of_aliases_of_aliases_is_refused_quickly(tmp_path):
     with pytest.raises(ConfigError, match="bomb.yaml, line 1: a0"):
         load_config(path)
     assert time.time() - started < 10
+
+
+def test_an_uploads_bad_byte_is_named_by_its_filename_not_the_stored_path(tmp_path):
+    from rayalign.data.openai_files import check_file
+
+    stored = _write(tmp_path, "file-abc123.jsonl", b'{"messages": [{"role": "user", "content": "\xff"}]}\n')
+    with pytest.raises(DataError) as info:
+        check_file(stored, "train.jsonl")
+    assert str(info.value).startswith("train.jsonl, line 1: not valid UTF-8") and "file-abc123" not in str(info.value)

@@ -114,42 +114,43 @@ def jsonl_records(path: Path, source: str | None = None) -> Iterator[Row | DataE
             yield Row(source, number, fields)
 
 
-def _jsonl(path: Path) -> list[Row]:
+def _jsonl(path: Path, source: str) -> list[Row]:
     rows = []
-    for record in jsonl_records(path):
+    for record in jsonl_records(path, source):
         if isinstance(record, DataError):
             raise record
         rows.append(record)
     return rows
 
 
-def _table(path: Path, records: list[dict]) -> list[Row]:
-    return [Row(str(path), number, fields) for number, fields in enumerate(records, start=1)]
+def _table(source: str, records: list[dict]) -> list[Row]:
+    return [Row(source, number, fields) for number, fields in enumerate(records, start=1)]
 
 
-def read_rows(path: str) -> list[Row]:
-    """All rows of a .jsonl (or JSON-lines .json) file, a .parquet file, or a `save_to_disk` folder."""
+def read_rows(path: str, source: str | None = None) -> list[Row]:
+    """All rows of a .jsonl (or JSON-lines .json) file, a .parquet file, or a `save_to_disk` folder;
+    `source` names it in rows and errors (default: the resolved path), e.g. an upload's filename."""
     resolved = resolve_data_path(path)
+    source = source or str(resolved)
     if resolved.is_dir():
         import datasets
 
         try:
             dataset = datasets.load_from_disk(str(resolved))
         except FileNotFoundError as exc:
-            raise DataError(str(resolved), None, None, f"not a datasets folder ({exc})") from None
+            raise DataError(source, None, None, f"not a datasets folder ({exc})") from None
         if isinstance(dataset, datasets.DatasetDict):
-            raise DataError(str(resolved), None, None, f"holds splits {list(dataset)}; point at one split's folder")
-        return _table(resolved, dataset.to_list())
+            raise DataError(source, None, None, f"holds splits {list(dataset)}; point at one split's folder")
+        return _table(source, dataset.to_list())
     if resolved.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         import pyarrow
+        import pyarrow.parquet as pq
 
         try:
             records = pq.read_table(resolved).to_pylist()
         except (pyarrow.ArrowException, OSError, ValueError) as exc:  # not Parquet, or cut short
-            raise DataError(str(resolved), None, None, f"not a readable Parquet file ({exc})") from None
-        return _table(resolved, records)
+            raise DataError(source, None, None, f"not a readable Parquet file ({exc})") from None
+        return _table(source, records)
     if resolved.suffix in (".jsonl", ".json"):
-        return _jsonl(resolved)
-    raise DataError(str(resolved), None, None, "unknown file type; use .jsonl, .parquet or a datasets folder")
+        return _jsonl(resolved, source)
+    raise DataError(source, None, None, "unknown file type; use .jsonl, .parquet or a datasets folder")
