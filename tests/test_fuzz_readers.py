@@ -247,3 +247,29 @@ def test_an_uploads_bad_byte_is_named_by_its_filename_not_the_stored_path(tmp_pa
     with pytest.raises(DataError) as info:
         check_file(stored, "train.jsonl")
     assert str(info.value).startswith("train.jsonl, line 1: not valid UTF-8") and "file-abc123" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, row, field", [
+    ("sft", {"text": 5}, "text"),
+    ("sft", {"prompt": "a", "completion": 7}, "completion"),
+    ("sft", {"messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
+    ("preference", {"prompt": "q", "chosen": "a", "rejected": "b", "margin": 10 ** 400}, "margin"),
+    ("preference", {"prompt": "q", "chosen": "a", "rejected": "b", "soft_label": float("nan")}, "soft_label"),
+    ("sdg.seeds", {"instruction": ["x"]}, "instruction"),
+    ("review.items", {"id": "a", "instruction": "b", "scores": {"x": "high"}}, "scores"),
+    ("openai.supervised", {"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+    ("rlaif.examples", {"prompt": "q", "a": "x", "b": "y", "verdict": "C"}, "verdict"),
+])
+def test_a_wrong_value_names_its_field(tmp_path, name, row, field):
+    path = _write(tmp_path, "rows.jsonl", json.dumps(row).encode() + b"\n")
+    with pytest.raises(DataError) as info:
+        TARGETS[name].read(path)
+    assert (info.value.line, info.value.field) == (1, field)
+    assert f"{path}, line 1, field '{field}'" in str(info.value)
+
+
+def test_a_constitution_value_of_the_wrong_type_names_line_and_field(tmp_path):
+    text = TARGETS["constitution"].text.replace("critique:", "critique: [1]\n    old_critique:", 1)
+    with pytest.raises(DataError) as info:
+        load_constitution(_write(tmp_path, "c.yaml", text.encode()))
+    assert info.value.field is not None and info.value.field.startswith("principles[0].") and info.value.line
