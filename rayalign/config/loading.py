@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from rayalign.config.run import ConfigError, RunConfig
 from rayalign.data.readers import DataError, decode_utf8
-from rayalign.data.yaml_files import compose_text
+from rayalign.data.yaml_files import compose_text, load_text
 
 RECIPES_DIR = Path(__file__).parent.parent / "recipes"
 
@@ -45,11 +45,10 @@ def apply_override(tree: dict, override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {part!r} is not a section")
         node = child
-    try:
-        compose_text(raw, f"override {override!r}")  # a syntax error or a hostile depth, named
+    try:  # a syntax error, a hostile depth or a tag YAML cannot build, named
+        node[parts[-1]] = load_text(raw, f"override {override!r}") if raw != "" else ""
     except DataError as exc:
         raise ConfigError(str(exc)) from None
-    node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
 
 
 def _key_origins(node: yaml.Node, source: str, prefix: tuple = (), seen: set | None = None) -> dict[tuple, str]:
@@ -82,7 +81,7 @@ def load_config(recipe: str, overrides: list[str] = (), method: str | None = Non
     try:  # not UTF-8, not YAML, nested too deeply: named with the line
         text = decode_utf8(path.read_bytes(), str(path))
         root = compose_text(text, str(path))
-        tree = yaml.safe_load(text) or {}
+        tree = load_text(text, str(path)) or {}
     except DataError as exc:
         raise ConfigError(str(exc)) from None
     origins = _key_origins(root, str(path)) if tree else {}

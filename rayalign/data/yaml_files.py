@@ -29,12 +29,26 @@ def compose_text(text: str, source: str) -> yaml.Node | None:
                 raise DataError(source, token.start_mark.line + 1, None,
                                 f"not usable YAML (nested more than {MAX_DEPTH} deep)")
         return yaml.compose(text)
-    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: named by its position
-        raise DataError(source, text.count("\n", 0, exc.position) + 1, None,
-                        f"not valid YAML (character #x{exc.character:04x} is not allowed)") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DataError(source, mark.line + 1 if mark else None, None, f"not valid YAML ({exc})") from None
+        raise _named(exc, text, source) from None
+
+
+def load_text(text: str, source: str) -> object:
+    """The values of `text` as `yaml.safe_load` builds them, after the checks of `compose_text`;
+    a tag it cannot build (`!!python/object`, `=`) is a DataError naming the line too."""
+    compose_text(text, source)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _named(exc, text, source) from None
+
+
+def _named(exc: yaml.YAMLError, text: str, source: str) -> DataError:
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow: named by its position
+        return DataError(source, text.count("\n", 0, exc.position) + 1, None,
+                         f"not valid YAML (character #x{exc.character:04x} is not allowed)")
+    mark = getattr(exc, "problem_mark", None)
+    return DataError(source, mark.line + 1 if mark else None, None, f"not valid YAML ({exc})")
 
 
 def compose_file(path: Path, source: str | None = None) -> yaml.Node | None:
