@@ -165,23 +165,23 @@ def test_a_byte_order_mark_after_the_first_line_is_refused(tmp_path):
         read_rows(path)
 
 
-def test_the_sft_command_names_a_bad_byte_and_takes_a_bom_before_any_model(tmp_path):
-    """Through `rayalign sft` itself: the data is checked before the run folder and the model,
-    so both files fail in seconds with one line naming file and line, no traceback. The BOM file's
-    first line loads (its error is on line 2, an array), which shows the mark was skipped."""
+def test_the_sft_command_takes_a_bom_and_names_a_bad_byte_before_any_model(tmp_path):
+    """Through `rayalign sft` itself, in one run: the training file starts with a byte-order
+    mark and loads; the held-out file's bad byte stops the command with one line naming file and
+    line, no traceback, before a run folder is made or a model loaded."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
-    bad = _write(tmp_path, "bad.jsonl", b'{"text": "ok"}\n{"text": "\xff"}\n')
-    bom = _write(tmp_path, "bom.jsonl", codecs.BOM_UTF8 + b'{"text": "ok"}\n["not", "an", "object"]\n')
-    for path, expected in ((bad, f"{bad}, line 2: not valid UTF-8"), (bom, f"{bom}, line 2: expected a JSON object")):
-        started = time.time()
-        done = subprocess.run([sys.executable, "-m", "rayalign.cli", "sft", "--config", "quickstart",
-                               f"output_dir={tmp_path / 'runs'}", f"data.train={path}", "data.eval=null"],
-                              env=env, capture_output=True, text=True, timeout=300)
-        output = done.stdout + done.stderr
-        assert done.returncode == 2, output[-3000:]
-        assert expected in output and "Traceback" not in output, output[-3000:]
-        assert not (tmp_path / "runs" / "sft" / "config.yaml").exists(), "no run folder for a bad file"
-        assert time.time() - started < 120
+    train = _write(tmp_path, "train.jsonl", codecs.BOM_UTF8 + b'{"text": "ok"}\n{"text": "fine"}\n')
+    held_out = _write(tmp_path, "eval.jsonl", b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    started = time.time()
+    done = subprocess.run([sys.executable, "-m", "rayalign.cli", "sft", "--config", "quickstart",
+                           f"output_dir={tmp_path / 'runs'}", f"data.train={train}", f"data.eval={held_out}"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output[-3000:]
+    assert f"rayalign: error: {held_out}, line 2: not valid UTF-8 (byte 0xe9 at column 14)" in output, output[-3000:]
+    assert "Traceback" not in output and str(train) not in output, output[-3000:]
+    assert not (tmp_path / "runs" / "sft" / "config.yaml").exists(), "no run folder for a bad file"
+    assert time.time() - started < 120
 
 
 @pytest.mark.parametrize("line, message", [
