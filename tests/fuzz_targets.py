@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rayalign.cli.tools import reward_sources
 from rayalign.config import ConfigError, load_config
 from rayalign.data.ai_labels import read_examples, read_pairs
 from rayalign.data.constitution import load_constitution
@@ -28,9 +29,11 @@ from rayalign.data.sdg_items import read_seeds
 from rayalign.lineage.data import summarise_dataset
 from rayalign.pipelines.sft import SFT_FORMATS
 from rayalign.review.items import read_decisions, read_items
+from rayalign.serving.settings import read_serve_config
 
 UPLOAD = "my upload.jsonl"  # the filename a client gave; the stored path is the server's business
-RECIPES = Path(__file__).parent.parent / "rayalign" / "recipes"
+ROOT = Path(__file__).parent.parent
+RECIPES = ROOT / "rayalign" / "recipes"
 
 # Errors that are about the whole file, so name no line.
 WHOLE_FILE = ("no records", "no seed tasks", "no items", "no few-shot examples", "not a readable Parquet file",
@@ -69,6 +72,7 @@ class Target:
     error: type = DataError
     never_raises: bool = False                         # lineage: warns, never fails a run
     names: str = ""                                   # what errors call the file (default: its path)
+    needs_line: bool = True                            # False: schema errors name the key, not the line
 
     def valid_bytes(self) -> bytes:
         if self.raw:
@@ -138,6 +142,11 @@ TARGETS: dict[str, Target] = {
                            text=(SHIPPED_DIR / "constitution_quickstart.yaml").read_text(encoding="utf-8")),
     "recipe": Target(".yaml", load_config, text=(RECIPES / "quickstart.yaml").read_text(encoding="utf-8"),
                      error=ConfigError),
+    "rewards": Target(".yaml", reward_sources, error=ConfigError, needs_line=False,
+                      text="rewards:\n  - type: function\n    path: rayalign.rewards.quickstart:constraint_check\n"
+                           "    weight: 1.0\n"),
+    "serve.config": Target(".yaml", read_serve_config, error=ConfigError, needs_line=False,
+                           text=(ROOT / "serve" / "config.yaml").read_text(encoding="utf-8")),
 }
 
 
@@ -154,7 +163,7 @@ def check_target(name: str, path: Path) -> str:
         line = getattr(exc, "line", None)
         if line is not None:
             assert f"line {line}" in message, message
-        elif not any(reason in message for reason in WHOLE_FILE):
+        elif target.needs_line and not any(reason in message for reason in WHOLE_FILE):
             assert "line " in message, f"{name}: the error names no line: {message!r}"
         field_ = getattr(exc, "field", None)
         if field_ is not None:

@@ -223,11 +223,15 @@ def test_yaml_files_skip_a_bom_and_name_a_bad_byte_or_depth(tmp_path):
     with pytest.raises(DataError, match=r"bad\.yaml, line 2: not valid UTF-8"):
         load_constitution(_write(tmp_path, "bad.yaml", b"name: x\nprinciples: \xff\n"))
     with pytest.raises(DataError, match=r"deep\.yaml, line 1: not usable YAML \(nested more than 100 deep\)"):
-        load_constitution(_write(tmp_path, "deep.yaml", b"name: " + b"[" * 20_000))
+        load_constitution(_write(tmp_path, "deep.yaml", b"name: " + b"[" * 200))
+    with pytest.raises(DataError, match=r"deeper\.yaml, line 1: not (usable|valid) YAML"):  # libyaml stops at 1000
+        load_constitution(_write(tmp_path, "deeper.yaml", b"name: " + b"[" * 20_000))
     recipe = TARGETS["recipe"].text.encode()
     assert load_config(_write(tmp_path, "recipe.yaml", codecs.BOM_UTF8 + recipe)).name == "sft"
     with pytest.raises(ConfigError, match=r"recipe2\.yaml, line 2: not valid UTF-8"):
         load_config(_write(tmp_path, "recipe2.yaml", recipe.replace(b"\n", b"\n\xfe", 1)))
+    with pytest.raises(ConfigError, match=r"long\.yaml, line 2: not usable YAML \(a number with too many digits\)"):
+        load_config(_write(tmp_path, "long.yaml", b"method: sft\nseed: " + b"9" * 5000 + b"\n"))
     with pytest.raises(ConfigError, match=r"override 'data\.train=\[a'"):
         load_config(_write(tmp_path, "recipe3.yaml", recipe), ["data.train=[a"])
 

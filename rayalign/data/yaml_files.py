@@ -2,7 +2,8 @@
 
 A leading UTF-8 byte-order mark is skipped; a byte that is not UTF-8, a syntax error, or nesting
 deeper than MAX_DEPTH (which would exhaust the composer's recursion) names the line it is on.
-The depth is measured on the scanner's tokens, which are read without recursion.
+The depth is measured on the scanner's tokens, which are read without recursion; an integer of
+more digits than Python converts is named by its line too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import yaml
 from rayalign.data.readers import DataError, decode_utf8
 
 MAX_DEPTH = 100
+# libyaml's scanner when PyYAML has it: the pure-Python one is quadratic in the depth of `[[[...`
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 OPENS = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
          yaml.FlowSequenceStartToken)
 CLOSES = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
@@ -23,12 +26,12 @@ def compose_text(text: str, source: str) -> yaml.Node | None:
     """The composed tree of `text` (None when it holds no document)."""
     try:
         depth = 0
-        for token in yaml.scan(text):
+        for token in yaml.scan(text, Loader=LOADER):
             depth += isinstance(token, OPENS) - isinstance(token, CLOSES)
             if depth > MAX_DEPTH:
                 raise DataError(source, token.start_mark.line + 1, None,
                                 f"not usable YAML (nested more than {MAX_DEPTH} deep)")
-        return yaml.compose(text)
+        return yaml.compose(text, Loader=LOADER)
     except yaml.YAMLError as exc:
         raise _named(exc, text, source) from None
 
@@ -38,9 +41,13 @@ def load_text(text: str, source: str) -> object:
     a tag it cannot build (`!!python/object`, `=`) is a DataError naming the line too."""
     compose_text(text, source)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=LOADER)
     except yaml.YAMLError as exc:
         raise _named(exc, text, source) from None
+    except ValueError:  # an integer of more digits than Python converts (4300): name its line
+        line = next((token.start_mark.line + 1 for token in yaml.scan(text, Loader=LOADER)
+                     if isinstance(token, yaml.ScalarToken) and len(token.value) > 4000), None)
+        raise DataError(source, line, None, "not usable YAML (a number with too many digits)") from None
 
 
 def _named(exc: yaml.YAMLError, text: str, source: str) -> DataError:
