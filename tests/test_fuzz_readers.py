@@ -287,3 +287,13 @@ def test_a_yaml_tag_that_cannot_be_built_is_a_config_error(tmp_path, text):
         load_config(_write(tmp_path, "recipe.yaml", text))
     with pytest.raises(ConfigError, match=r"override 'data\.train==', line 1: not valid YAML"):
         load_config(_write(tmp_path, "ok.yaml", TARGETS["recipe"].text.encode()), ["data.train=="])
+
+
+def test_a_lone_surrogate_escape_names_its_field(tmp_path):
+    """JSON allows "\\ud800" alone; Python reads it into a str that no UTF-8 writer or tokenizer
+    takes (found by the fuzzing: the review app's item hash raised UnicodeEncodeError)."""
+    path = _write(tmp_path, "items.jsonl", b'{"id": "a", "instruction": "b \\ud83d\\ude00"}\n'
+                                           b'{"id": "c", "instruction": "d", "answer": "\\ud800"}\n')
+    with pytest.raises(DataError) as info:
+        TARGETS["review.items"].read(path)
+    assert (info.value.line, info.value.field) == (2, "answer")

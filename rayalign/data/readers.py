@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,29 @@ def jsonl_records(path: Path, source: str | None = None) -> Iterator[Row | DataE
             if not isinstance(fields, dict):
                 yield DataError(source, number, None, f"expected a JSON object, got {type(fields).__name__}")
                 continue
+            if SURROGATE_ESCAPE.search(text) and (field := _unencodable(fields)) is not False:
+                yield DataError(source, number, field, "a \\ud800-\\udfff escape that is not half of a pair "
+                                "(text that is not Unicode)")
+                continue
             yield Row(source, number, fields)
+
+
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _unencodable(fields: dict) -> str | None | bool:
+    """The top-level field holding a lone surrogate (None: a key does), or False when none does:
+    such text cannot be written as UTF-8 nor tokenized."""
+    for key, value in fields.items():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return key
+    return False
 
 
 def _jsonl(path: Path, source: str) -> list[Row]:
