@@ -21,6 +21,7 @@ The last line printed is one JSON object: inputs tried and failures per target.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -100,9 +101,7 @@ def main() -> int:
     if args.list:
         print("\n".join(TARGETS))
         return 0
-    try:
-        import atheris  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("atheris") is None:
         print("atheris is not installed: .venv/bin/pip install atheris==3.0.0", file=sys.stderr)
         return 2
     unknown = sorted(set(args.targets) - set(TARGETS))
