@@ -297,3 +297,13 @@ def test_a_lone_surrogate_escape_names_its_field(tmp_path):
     with pytest.raises(DataError) as info:
         TARGETS["review.items"].read(path)
     assert (info.value.line, info.value.field) == (2, "answer")
+
+
+@pytest.mark.parametrize("text, message", [(b"applications: true\n", "`applications` is a list"),
+                                           (b"- a\n", "a Serve config is a mapping"),
+                                           (b"applications:\n  - name: rayalign\n    args: [1]\n", "args is a mapping")])
+def test_a_serve_config_of_the_wrong_shape_is_a_config_error(tmp_path, text, message):
+    from rayalign.serving.settings import read_serve_config
+
+    with pytest.raises(ConfigError, match=message):
+        read_serve_config(_write(tmp_path, "serve.yaml", text))

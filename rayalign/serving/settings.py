@@ -152,10 +152,12 @@ def read_serve_config(path: str, runs_dir: str | None = None) -> tuple[dict, dic
         config = load_text(decode_utf8(file.read_bytes(), path), path) or {}
     except DataError as exc:
         raise ConfigError(str(exc)) from None
-    listed = config.get("applications") if isinstance(config, dict) else None
-    apps = [a for a in listed or [] if isinstance(a, dict) and a.get("name") == APP_NAME]
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a Serve config is a mapping, got {type(config).__name__}")
+    listed = config.get("applications")
     if not isinstance(listed, (list, type(None))):
         raise ConfigError(f"{path}: `applications` is a list of Serve applications, got {type(listed).__name__}")
+    apps = [a for a in listed or [] if isinstance(a, dict) and a.get("name") == APP_NAME]
     if not apps:
         raise ConfigError(f"{path}: no application named {APP_NAME!r} under `applications`")
     args = apps[0].get("args") or {}
