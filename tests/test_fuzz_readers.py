@@ -307,3 +307,13 @@ def test_a_serve_config_of_the_wrong_shape_is_a_config_error(tmp_path, text, mes
 
     with pytest.raises(ConfigError, match=message):
         read_serve_config(_write(tmp_path, "serve.yaml", text))
+
+
+def test_lineage_counts_a_provenance_origin_that_is_not_text(tmp_path):
+    """Found by the fuzzing (2000 examples): `"origin": [null]` made the origin counter raise
+    TypeError, so the run's lineage was lost (record_lineage only warns)."""
+    from rayalign.lineage.data import summarise_dataset
+
+    path = _write(tmp_path, "data.jsonl", b'{"text": "a", "provenance": {"origin": [null], "model": {"m": 1}}}\n')
+    summary = summarise_dataset("train", path)
+    assert summary["records"] == 1 and summary["origin"]["origins"] == {"[null]": 1}
