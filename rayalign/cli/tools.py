@@ -67,18 +67,28 @@ def _eval_log(args):
 
 def reward_sources(path: str) -> list:
     """The RewardSourceConfigs of a YAML file holding a list of them (or a mapping with `rewards:`)."""
-    import yaml
+    from pathlib import Path
+
+    from pydantic import ValidationError
 
     from rayalign.config import ConfigError, RewardSourceConfig
+    from rayalign.data.readers import DataError, decode_utf8
+    from rayalign.data.yaml_files import load_text
 
     try:
-        loaded = yaml.safe_load(open(path))
-    except (OSError, yaml.YAMLError) as exc:
+        loaded = load_text(decode_utf8(Path(path).read_bytes(), f"--rewards {path}"), f"--rewards {path}")
+    except OSError as exc:
         raise ConfigError(f"--rewards {path}: {exc}") from None
+    except DataError as exc:  # not UTF-8, not YAML: named with the line
+        raise ConfigError(str(exc)) from None
     sources = loaded.get("rewards") if isinstance(loaded, dict) else loaded
     if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
         raise ConfigError(f"--rewards {path}: expected a list of reward sources (type, path/url, weight, ...)")
-    return [RewardSourceConfig.model_validate(source) for source in sources]
+    try:
+        return [RewardSourceConfig.model_validate(source) for source in sources]
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"--rewards {path}: {problems}") from None
 
 
 def report(args) -> int:

@@ -12,6 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from rayalign.config.run import ConfigError, RunConfig
+from rayalign.data.readers import DataError, decode_utf8
+from rayalign.data.yaml_files import compose_text, load_text
 
 RECIPES_DIR = Path(__file__).parent.parent / "recipes"
 
@@ -43,17 +45,23 @@ def apply_override(tree: dict, override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {part!r} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    try:  # a syntax error, a hostile depth or a tag YAML cannot build, named
+        node[parts[-1]] = load_text(raw, f"override {override!r}") if raw != "" else ""
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
 
 
-def _key_origins(node: yaml.Node, source: str, prefix: tuple = ()) -> dict[tuple, str]:
-    """Map each key path of a composed YAML mapping to "file, line N"."""
+def _key_origins(node: yaml.Node, source: str, prefix: tuple = (), seen: set | None = None) -> dict[tuple, str]:
+    """Map each key path of a composed YAML mapping to "file, line N". A node reached again
+    through an alias is not walked again (aliases of aliases would make the walk exponential)."""
     origins: dict[tuple, str] = {}
-    if isinstance(node, yaml.MappingNode):
+    seen = set() if seen is None else seen
+    if isinstance(node, yaml.MappingNode) and id(node) not in seen:
+        seen.add(id(node))
         for key_node, value_node in node.value:
-            path = prefix + (key_node.value,)
+            path = prefix + (key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value),)
             origins[path] = f"{source}, line {key_node.start_mark.line + 1}"
-            origins.update(_key_origins(value_node, source, path))
+            origins.update(_key_origins(value_node, source, path, seen))
     return origins
 
 
@@ -70,12 +78,13 @@ def _describe(error: ValidationError, source: str, origins: dict[tuple, str]) ->
 def load_config(recipe: str, overrides: list[str] = (), method: str | None = None) -> RunConfig:
     """Read a recipe, apply dotted overrides, validate. Errors name file, line and key."""
     path = resolve_recipe(recipe)
-    text = path.read_text()
-    try:
-        tree = yaml.safe_load(text) or {}
-        origins = _key_origins(yaml.compose(text), str(path)) if tree else {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:  # not UTF-8, not YAML, nested too deeply: named with the line
+        text = decode_utf8(path.read_bytes(), str(path))
+        root = compose_text(text, str(path))
+        tree = load_text(text, str(path)) or {}
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    origins = _key_origins(root, str(path)) if tree else {}
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(tree).__name__}")
     for override in overrides:

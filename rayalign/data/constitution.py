@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import yaml
 
 from rayalign.data.readers import DataError, resolve_data_path
+from rayalign.data.yaml_files import compose_file
 
 TEXT = "tag:yaml.org,2002:str"
 NULL = "tag:yaml.org,2002:null"
@@ -95,11 +96,7 @@ def load_constitution(path: str) -> Constitution:
     """Read and validate a constitution file (a path or shipped:NAME)."""
     resolved = resolve_data_path(path)
     reader = _Reader(path)
-    try:
-        root = yaml.compose(resolved.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DataError(path, mark.line + 1 if mark else None, None, f"not valid YAML ({exc})") from None
+    root = compose_file(resolved, path)
     if root is None:
         raise DataError(path, None, None, "empty file; a constitution has a name and principles")
     top = reader.mapping(root, None, TOP_KEYS)

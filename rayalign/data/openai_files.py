@@ -136,9 +136,7 @@ def convert_row(row: Row, method: str) -> Row:
 
 def _read(path: str, source: str | None) -> list[Row]:
     """The file's rows, named `source` in errors (an upload's filename rather than its stored path)."""
-    rows = read_rows(path)
-    if source:
-        rows = [Row(source, row.line, row.fields) for row in rows]
+    rows = read_rows(path, source)  # a bad byte or line is named in the upload's name, not the stored path
     if not rows:
         raise DataError(source or path, None, None, "no records")
     return rows

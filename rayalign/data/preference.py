@@ -85,9 +85,14 @@ def split_pair(row: Row) -> tuple:
 
 def _number(row: Row, field: str) -> float:
     value = row.fields[field]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise row.error(field, f"expected a number, got {value!r}")
-    return float(value)
+    try:  # an integer too large for a float is no usable number either
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.nan
+    if not math.isfinite(number):
+        shown = f"an integer of {len(str(value))} digits" if isinstance(value, int) and abs(value) > 10 ** 20 else repr(value)
+        raise row.error(field, f"expected a number, got {shown}")
+    return number
 
 
 def pair_margin(row: Row) -> float:

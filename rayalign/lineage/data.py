@@ -35,15 +35,20 @@ def record_origin(row: dict) -> tuple[str, str | None, bool] | None:
     """(origin, the AI model or None, reviewed) of one record, or None when it carries no provenance."""
     provenance = row.get("provenance")
     if isinstance(provenance, dict):
-        origin = provenance.get("origin") or "generated"
+        origin = _text(provenance.get("origin")) or "generated"
         reviewed = bool(provenance.get("reviewer") or provenance.get("reviewed_at"))
-        model = None if origin in HUMAN_ORIGINS else provenance.get("model")
+        model = None if origin in HUMAN_ORIGINS else _text(provenance.get("model"))
         return origin, model, reviewed
     if row.get("labeler"):
         return "ai-labelled", str(row["labeler"]), False
     if row.get("constitution") and row.get("model"):
         return "ai-revised", str(row["model"]), False
     return None
+
+
+def _text(value) -> str | None:
+    """A provenance value as text for counting (a hand-edited file may hold a list or a number)."""
+    return value if isinstance(value, str) or value is None else json.dumps(value)
 
 
 def _file_origin(path: Path) -> tuple[str, str | None, str]:
@@ -89,7 +94,7 @@ def _scan_jsonl(path: Path) -> tuple[str, int, list[tuple[str, str | None, bool]
             if any(marker in line for marker in MARKERS):
                 try:
                     row = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
                     row = None
                 found = record_origin(row) if isinstance(row, dict) else None
             origins.append(found)

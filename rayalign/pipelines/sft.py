@@ -15,6 +15,7 @@ from rayalign.console import say
 from rayalign.data.batching import collate
 from rayalign.data.encode import Encoded, encode_sft
 from rayalign.data.formats import CONVERSATIONAL, LANGUAGE_MODELING, PROMPT_COMPLETION, load_examples
+from rayalign.data.readers import Row
 from rayalign.models.chain import resolve_start
 from rayalign.models.loading import load_tokenizer
 from rayalign.pipelines.offline import OfflineMethod, split_held_out, total_steps, train_offline, trainer_group
@@ -24,12 +25,20 @@ from rayalign.workers.cluster import connect
 SFT_FORMATS = (LANGUAGE_MODELING, PROMPT_COMPLETION, CONVERSATIONAL)
 
 
-def load_sft_data(data: DataConfig, tokenizer, seed: int) -> tuple[list[Encoded], list[Encoded]]:
-    def encode(path: str) -> list[Encoded]:
-        fmt, rows = load_examples(path, SFT_FORMATS)
+def read_sft_data(data: DataConfig) -> tuple[tuple[str, list[Row]], tuple[str, list[Row]] | None]:
+    """(format, rows) of the training file and of the held-out file (or None), validated."""
+    return load_examples(data.train, SFT_FORMATS), load_examples(data.eval, SFT_FORMATS) if data.eval else None
+
+
+def load_sft_data(data: DataConfig, tokenizer, seed: int, read: tuple | None = None
+                  ) -> tuple[list[Encoded], list[Encoded]]:
+    """The encoded training and held-out examples; `read` is what `read_sft_data` returned, if called."""
+    train, held_out = read or read_sft_data(data)
+
+    def encode(fmt: str, rows: list[Row]) -> list[Encoded]:
         return [encode_sft(row, fmt, tokenizer, data.max_length, data.completion_only) for row in rows]
 
-    return split_held_out(encode(data.train), encode(data.eval) if data.eval else [], data, seed)
+    return split_held_out(encode(*train), encode(*held_out) if held_out else [], data, seed)
 
 
 def summarise_sft(stats: list[dict]) -> dict:
@@ -39,10 +48,11 @@ def summarise_sft(stats: list[dict]) -> dict:
 
 
 def run_sft(config: RunConfig) -> dict:
+    read = read_sft_data(config.data)  # a bad file stops the run here, before a run folder or a model
     run = RunDir(config, tensorboard=config.logging.tensorboard)
     config = resolve_start(config)  # a run folder or adapter to start from: merged once, or continued
     tokenizer = load_tokenizer(config.model.name_or_path)
-    train_set, eval_set = load_sft_data(config.data, tokenizer, config.seed)
+    train_set, eval_set = load_sft_data(config.data, tokenizer, config.seed, read)
     steps = total_steps(config, len(train_set))
     say(f"[sft] {len(train_set)} training examples, {len(eval_set)} held out; {steps} steps on "
         f"{config.placement.num_workers} worker(s)")

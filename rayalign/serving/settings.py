@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rayalign.config import ConfigError
+from rayalign.data.readers import DataError, decode_utf8
+from rayalign.data.yaml_files import load_text
 from rayalign.rewards.judge import REPLY_MAX_TOKENS
 
 APP_NAME = "rayalign"
@@ -150,11 +151,22 @@ def read_serve_config(path: str, runs_dir: str | None = None) -> tuple[dict, dic
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"serve config {path}: no such file")
-    config = yaml.safe_load(file.read_text()) or {}
-    apps = [a for a in config.get("applications", []) if a.get("name") == APP_NAME]
+    try:  # not UTF-8, not YAML: named with the line
+        config = load_text(decode_utf8(file.read_bytes(), path), path) or {}
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a Serve config is a mapping, got {type(config).__name__}")
+    listed = config.get("applications")
+    if not isinstance(listed, (list, type(None))):
+        raise ConfigError(f"{path}: `applications` is a list of Serve applications, got {type(listed).__name__}")
+    apps = [a for a in listed or [] if isinstance(a, dict) and a.get("name") == APP_NAME]
     if not apps:
         raise ConfigError(f"{path}: no application named {APP_NAME!r} under `applications`")
-    args = dict(apps[0].get("args") or {})
+    args = apps[0].get("args") or {}
+    if not isinstance(args, dict):
+        raise ConfigError(f"{path}, application {APP_NAME!r}: args is a mapping, got {type(args).__name__}")
+    args = dict(args)
     if runs_dir is not None:
         args["runs_dir"] = runs_dir
     try:
@@ -162,4 +174,7 @@ def read_serve_config(path: str, runs_dir: str | None = None) -> tuple[dict, dic
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{path}, application {APP_NAME!r}, args: {problems}") from None
-    return args, dict(config.get("http_options") or {})
+    http_options = config.get("http_options") or {}
+    if not isinstance(http_options, dict):
+        raise ConfigError(f"{path}: http_options is a mapping, got {type(http_options).__name__}")
+    return args, dict(http_options)
