@@ -113,6 +113,9 @@ def test_bad_key_entries_are_refused_naming_where_they_are(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="given for two tenants: 'acme' and 'globex'") as twice:
         read_api_keys("FT_TEST_KEYS", None)
     assert "sk-secret-value" not in str(twice.value) and fingerprint("sk-secret-value") in str(twice.value)
+    keys_file.write_bytes(b"\xef\xbb\xbfsk-a acme\nsk-\xffb globex\n")  # a BOM is fine; a bad byte is named, not shown
+    with pytest.raises(ValueError, match=rf"auth.keys_file {keys_file}, line 2: not valid UTF-8 \(byte 0xff at column 4\)"):
+        read_api_keys("FT_TEST_UNSET", str(keys_file))
     for bad in ("", "-x", "A", "a" * 65, "a/b", ".."):
         with pytest.raises(ValueError, match="a tenant is"):
             check_tenant(bad)

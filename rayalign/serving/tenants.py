@@ -22,6 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+from rayalign.data.readers import decode_utf8
 from rayalign.finetune.store import check_tenant
 
 DEFAULT_TENANT = "default"
@@ -61,7 +62,8 @@ def read_api_keys(keys_env: str, keys_file: str | None) -> list[ApiKey]:
         if not path.is_file():
             raise FileNotFoundError(f"auth.keys_file {path}: no such file")
         keys += [_entry(line, f"auth.keys_file {path}, line {n}")
-                 for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+                 for n, line in enumerate(decode_utf8(path.read_bytes(), f"auth.keys_file {path}").splitlines(), 1)
+                 if line.strip()]
     owners: dict[str, str] = {}
     for entry in keys:
         if owners.setdefault(entry.key, entry.tenant) != entry.tenant:
