@@ -299,7 +299,8 @@ def test_a_request_whose_replica_died_is_a_503_to_retry_without_ray_internals():
     from fastapi.testclient import TestClient
     from ray.exceptions import ActorDiedError
 
-    from rayalign.serving.errors import InternalErrorShield, add_error_handlers
+    from rayalign.serving.errors import add_error_handlers
+    from rayalign.serving.guards import InternalErrorShield
 
     app = FastAPI()
     add_error_handlers(app)

@@ -42,7 +42,8 @@ from rayalign.rewards import judge
 from rayalign.serving import openapi
 from rayalign.serving.auth import ApiKeyMiddleware, load_api_keys
 from rayalign.serving.discovery import ServedRun, discover_runs
-from rayalign.serving.errors import BodyLimit, InternalErrorShield, add_error_handlers
+from rayalign.serving.errors import add_error_handlers
+from rayalign.serving.guards import BodyLimit, InternalErrorShield
 from rayalign.serving.finetune_api import FineTuning, add_finetune_routes, service
 from rayalign.serving.prompted import answered_as, prompted_request
 from rayalign.serving.protocol import JudgeRequest, RewardsRequest
