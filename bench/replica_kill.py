@@ -211,18 +211,19 @@ def main() -> None:
     began = time.monotonic()
     url = lifecycle.start(settings, port=free_port())
     started_s = time.monotonic() - began
+    segments = lifecycle.EngineSegments()  # as `rayalign serve` keeps them
+    segments.note()
     result: dict = {}
     try:
         result = asyncio.run(kill_under_load(url, "bench-key", Path(model).name if model.startswith("/") else model,
                                              args.clients, args.seconds, args.kill_after_s, args.timeout_s,
                                              args.max_tokens))
     finally:
-        removed = lifecycle.stop()
-        for path in result.get("killed_replica_shm") or []:  # the killed engine's: nobody else unlinks them
-            Path(path).unlink(missing_ok=True)
+        swept = segments.sweep()  # the killed engine's, as the server's periodic sweep removes them
+        removed = lifecycle.stop(segments=segments)
         ray.shutdown()
     print(json.dumps({"model": args.model, "replicas": args.replicas, "start_s": round(started_s, 1), **result,
-                      "shm_removed_at_stop": len(removed)}))
+                      "shm_swept": len(swept), "shm_removed_at_stop": len(removed)}))
 
 
 if __name__ == "__main__":

@@ -40,19 +40,19 @@ def two_replicas(ray_cluster, tmp_path_factory):
             "engine": {"max_model_len": 512, "max_num_seqs": 8},
             "deployments": {"policy": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0}}}}
     url = lifecycle.start(args, port=free_port())
-    killed_segments: list[str] = []
+    segments = lifecycle.EngineSegments()  # what `rayalign serve` keeps while it runs
+    segments.note()
     try:
-        yield {"url": url, "killed_segments": killed_segments}
+        yield {"url": url, "segments": segments}
     finally:
-        lifecycle.stop()
-        for path in killed_segments:  # the killed engine's shared memory: nobody else unlinks it
-            Path(path).unlink(missing_ok=True)
+        lifecycle.stop(segments=segments)
 
 
 def test_a_policy_replica_killed_under_load_is_replaced_and_no_request_hangs(two_replicas):
     result = asyncio.run(kill_under_load(two_replicas["url"], KEY, "tiny-llm", CLIENTS, SECONDS, KILL_AFTER_S,
                                          TIMEOUT_S))
-    two_replicas["killed_segments"].extend(result["killed_replica_shm"] or [])
+    killed = set(result["killed_replica_shm"] or [])
+    removed = two_replicas["segments"].sweep()  # what the server's sweep does every 30 s
     print(f"\nreplica kill under load (tiny model, 2 replicas): {json.dumps(result)}")
     assert result["replaced_after_s"] is not None, result           # Serve started a new replica
     assert result["failed_before_kill"] == 0, result
@@ -64,3 +64,6 @@ def test_a_policy_replica_killed_under_load_is_replaced_and_no_request_hangs(two
     assert set(result["failed_by_kind"]) <= {"HTTP 503"}, result    # "retry", in the OpenAI format
     assert not [f for f in result["first_failures"] if "actor" in f.lower()], result  # no Ray internals
     assert not result["killed_replica_children_alive"], result      # its engine processes went with it
+    assert killed and killed <= set(removed), (killed, removed)  # the dead engine's shared memory
+    assert not [path for path in killed if Path(path).exists()]
+    assert two_replicas["segments"].holders, "the live replicas' segments are kept"

@@ -294,6 +294,19 @@ def test_serve_wakes_on_a_ctrl_c_that_lands_on_another_thread():
     assert time.monotonic() - started < 2
 
 
+
+def test_the_wait_for_ctrl_c_runs_the_segment_sweep_at_its_interval():
+    import signal
+    import threading
+
+    from rayalign.cli.tools import wait_for_interrupt
+
+    calls = []
+    threading.Timer(1.0, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        wait_for_interrupt(tick_s=0.05, every=(0.2, lambda: calls.append(1)))
+    assert 3 <= len(calls) <= 5, calls
+
 def test_a_request_whose_replica_died_is_a_503_to_retry_without_ray_internals():
     from fastapi import FastAPI
     from fastapi.testclient import TestClient

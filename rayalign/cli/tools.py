@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from rayalign import console
 from rayalign.config import dump_config, load_config
@@ -117,7 +118,7 @@ def serve(args) -> int:
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     for signum in previous:
         signal.signal(signum, _interrupt)
-    status = 0
+    status, segments = 0, lifecycle.EngineSegments()
     try:
         cluster.connect(args.address)
         say("[serve] starting on Ray (vLLM engines load in about a minute on CPU)")
@@ -127,7 +128,7 @@ def serve(args) -> int:
                 signal.signal(signum, _interrupt)
             say(f"[serve] ready: {url}/v1 (OpenAI-compatible; /v1/rewards, /v1/judge; health {url}/-/healthz). "
                 "Ctrl-C stops.")
-            wait_for_interrupt()
+            wait_for_interrupt(every=(SWEEP_EVERY_S, lambda: _sweep(segments)))
         except KeyboardInterrupt:
             say("[serve] Ctrl-C: stopping the application and the engines")
         except RuntimeError as exc:  # a deployment failed to start: Serve's message names it
@@ -136,7 +137,7 @@ def serve(args) -> int:
         finally:
             cancel = _stop_within(STOP_TIMEOUT_S)
             try:
-                removed = lifecycle.stop(timeout_s=STOP_TIMEOUT_S / 2)
+                removed = lifecycle.stop(timeout_s=STOP_TIMEOUT_S / 2, segments=segments)
                 if not joined:
                     cluster.shutdown()  # a local cluster: none of its processes left
                 say(f"[serve] stopped; removed {len(removed)} leftover engine shared-memory segments")
@@ -148,14 +149,29 @@ def serve(args) -> int:
     return status
 
 
-def wait_for_interrupt(tick_s: float = 0.5) -> None:
-    """Sleep until KeyboardInterrupt. In short sleeps: the kernel may hand SIGINT to any thread
-    that does not block it (Ray's driver has dozens that do not); Python then runs the handler
-    only when the main thread next runs Python code, which one long sleep would put off by an hour."""
+def wait_for_interrupt(tick_s: float = 0.5, every: tuple[float, Callable[[], None]] | None = None) -> None:
+    """Sleep until KeyboardInterrupt, calling `every`'s function at its interval. In short sleeps:
+    the kernel may hand SIGINT to any thread that does not block it (Ray's driver has dozens that
+    do not); Python then runs the handler only when the main thread next runs Python code, which
+    one long sleep would put off by an hour."""
     import time
 
+    due = time.monotonic() + (every[0] if every else float("inf"))
     while True:
         time.sleep(tick_s)
+        if every and time.monotonic() >= due:
+            every[1]()
+            due = time.monotonic() + every[0]
+
+
+SWEEP_EVERY_S = 30.0  # how often a running server removes the segments of an engine that died
+
+
+def _sweep(segments) -> None:
+    removed = segments.sweep()
+    if removed:
+        say(f"[serve] removed {len(removed)} shared-memory segments of an engine whose replica died "
+            "(Serve starts a new one)")
 
 
 STOP_TIMEOUT_S = 90.0  # from Ctrl-C to the last process of a local cluster gone, at most (then SIGKILL)
