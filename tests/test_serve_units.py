@@ -267,7 +267,31 @@ def test_chained_and_full_runs_share_one_engine_with_lora(ray_cluster, runs, tin
     assert sorted(app._bound_deployment.init_kwargs["lora_bases"]) == ["sft", "sftfull", Path(tiny_model).name]
 
 
-def test_serve_wakes_on_a_ctrl_c_that_lands_on_another_thread():
+@pytest.fixture
+def sigint_as_serve_has_it():
+    """SIGINT handled as `rayalign serve` installs it (a KeyboardInterrupt), whatever an earlier
+    test in this process left (Ray, uvicorn and others install handlers of their own)."""
+    import signal
+
+    from rayalign.cli.tools import _interrupt
+
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def bounded(seconds: float):
+    """An `every` task for wait_for_interrupt that fails the test instead of waiting for ever."""
+    import time
+
+    deadline = time.monotonic() + seconds
+
+    def check() -> None:
+        assert time.monotonic() < deadline, f"no KeyboardInterrupt within {seconds} s"
+    return check
+
+
+def test_serve_wakes_on_a_ctrl_c_that_lands_on_another_thread(sigint_as_serve_has_it):
     """`rayalign serve` waits in short sleeps: the kernel may give SIGINT to any of the driver's
     threads that do not block it (Ray starts dozens), and Python then raises KeyboardInterrupt
     only once the main thread runs Python code again (the flaky "no exit 180 s after Ctrl-C")."""
@@ -289,23 +313,28 @@ def test_serve_wakes_on_a_ctrl_c_that_lands_on_another_thread():
     threading.Timer(0.3, lambda: signal.pthread_kill(thread.ident, signal.SIGINT)).start()
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        wait_for_interrupt()
+        wait_for_interrupt(every=(0.5, bounded(10)))
     done.set()
     assert time.monotonic() - started < 2
 
 
-
-def test_the_wait_for_ctrl_c_runs_the_segment_sweep_at_its_interval():
+def test_the_wait_for_ctrl_c_runs_the_segment_sweep_at_its_interval(sigint_as_serve_has_it):
     import signal
     import threading
 
     from rayalign.cli.tools import wait_for_interrupt
 
-    calls = []
+    calls, check = [], bounded(10)
+
+    def task() -> None:
+        calls.append(1)
+        check()
+
     threading.Timer(1.0, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)).start()
     with pytest.raises(KeyboardInterrupt):
-        wait_for_interrupt(tick_s=0.05, every=(0.2, lambda: calls.append(1)))
+        wait_for_interrupt(tick_s=0.05, every=(0.2, task))
     assert 3 <= len(calls) <= 5, calls
+
 
 def test_a_request_whose_replica_died_is_a_503_to_retry_without_ray_internals():
     from fastapi import FastAPI
