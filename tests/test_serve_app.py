@@ -75,6 +75,8 @@ def hand_made_runs(runs: Path, model: str) -> None:
 
 @pytest.fixture(scope="module")
 def served(ray_cluster, tmp_path_factory):
+    from ray import serve
+
     from rayalign.serving import lifecycle
 
     root = tmp_path_factory.mktemp("serve")
@@ -90,6 +92,7 @@ def served(ray_cluster, tmp_path_factory):
         yield {"url": url, "root": root, "model": model}
     finally:
         removed = lifecycle.stop()
+        serve.shutdown()  # a later module's serve.start takes its own port (a running Serve keeps its first)
         assert removed, "the engines' shared-memory segments should have been found and removed"
         assert not [p for p in removed if Path(p).exists()]
 

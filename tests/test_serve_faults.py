@@ -30,6 +30,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def two_replicas(ray_cluster, tmp_path_factory):
+    from ray import serve
+
     from rayalign.serving import lifecycle
 
     root = tmp_path_factory.mktemp("serve-faults")
@@ -46,6 +48,7 @@ def two_replicas(ray_cluster, tmp_path_factory):
         yield {"url": url, "segments": segments}
     finally:
         lifecycle.stop(segments=segments)
+        serve.shutdown()  # a later module's serve.start takes its own port (a running Serve keeps its first)
 
 
 def test_a_policy_replica_killed_under_load_is_replaced_and_no_request_hangs(two_replicas):
