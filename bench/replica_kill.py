@@ -32,6 +32,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from rayalign.serving.lifecycle import segments_mapped_by
+
 APP = "rayalign"
 POLICY = "RunFolderLLMServer"
 
@@ -55,16 +57,6 @@ def running_policy_replicas(app: str = APP) -> int:
 
     deployments = serve.status().applications[app].deployments
     return sum(d.replica_states.get("RUNNING", 0) for name, d in deployments.items() if name.startswith(POLICY))
-
-
-def shared_memory_of(procs: list[psutil.Process]) -> set[str]:
-    segments = set()
-    for proc in procs:
-        try:
-            segments.update(m.path for m in proc.memory_maps() if m.path.startswith("/dev/shm/psm_"))  # vLLM's, not Ray's object store
-        except psutil.Error:
-            continue
-    return segments
 
 
 def alive(proc: psutil.Process) -> bool:
@@ -118,7 +110,7 @@ async def kill_under_load(url: str, key: str, model: str, clients: int = 4, seco
     def kill_and_watch():
         time.sleep(max(start + kill_after_s - time.monotonic(), 0))
         children = victim.children(recursive=True)
-        segments = shared_memory_of([victim, *children])
+        segments = {path for _, path in segments_mapped_by([victim, *children])}
         killed.update(pid=victim.pid, at=time.monotonic())
         victim.send_signal(signal.SIGKILL)
         deadline = killed["at"] + recovery_limit_s

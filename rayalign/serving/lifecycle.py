@@ -36,12 +36,20 @@ def _mapped_segments(name: str):
         if not (replica.info["cmdline"] or [""])[0].startswith(marker):
             continue
         try:
-            for proc in [replica, *replica.children(recursive=True)]:
-                for region in proc.memory_maps():
-                    if region.path.startswith("/dev/shm/psm_"):
-                        yield proc, region.path
+            yield from segments_mapped_by([replica, *replica.children(recursive=True)])
         except psutil.Error:
             continue
+
+
+def segments_mapped_by(procs: list[psutil.Process]):
+    """(process, path) for each vLLM /dev/shm/psm_* segment these processes map (not Ray's
+    object store); a process that has gone is skipped."""
+    for proc in procs:
+        try:
+            regions = proc.memory_maps()
+        except psutil.Error:
+            continue
+        yield from ((proc, region.path) for region in regions if region.path.startswith("/dev/shm/psm_"))
 
 
 def engine_shared_memory(name: str = APP_NAME) -> set[str]:
