@@ -39,9 +39,11 @@ def compose_text(text: str, source: str) -> yaml.Node | None:
 def load_text(text: str, source: str) -> object:
     """The values of `text` as `yaml.safe_load` builds them, after the checks of `compose_text`;
     a tag it cannot build (`!!python/object`, `=`) is a DataError naming the line too."""
-    compose_text(text, source)
+    node = compose_text(text, source)
+    if node is None:
+        return None
     try:
-        return yaml.load(text, Loader=LOADER)
+        return LOADER("").construct_document(node)  # built from the tree composed above, not parsed again
     except yaml.YAMLError as exc:
         raise _named(exc, text, source) from None
     except ValueError:  # an integer of more digits than Python converts (4300): name its line
