@@ -73,11 +73,12 @@ def reward_sources(path: str) -> list:
     from pydantic import ValidationError
 
     from rayalign.config import ConfigError, RewardSourceConfig
-    from rayalign.data.readers import DataError, decode_utf8
-    from rayalign.data.yaml_files import load_text
+    from rayalign.config.loading import validation_problems
+    from rayalign.data.readers import DataError
+    from rayalign.data.yaml_files import load_file
 
     try:
-        loaded = load_text(decode_utf8(Path(path).read_bytes(), f"--rewards {path}"), f"--rewards {path}")
+        loaded = load_file(Path(path), f"--rewards {path}")
     except OSError as exc:
         raise ConfigError(f"--rewards {path}: {exc}") from None
     except DataError as exc:  # not UTF-8, not YAML: named with the line
@@ -88,8 +89,7 @@ def reward_sources(path: str) -> list:
     try:
         return [RewardSourceConfig.model_validate(source) for source in sources]
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"--rewards {path}: {problems}") from None
+        raise ConfigError(f"--rewards {path}: {validation_problems(exc)}") from None
 
 
 def report(args) -> int:

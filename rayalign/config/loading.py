@@ -65,6 +65,11 @@ def _key_origins(node: yaml.Node, source: str, prefix: tuple = (), seen: set | N
     return origins
 
 
+def validation_problems(error: ValidationError) -> str:
+    """A pydantic error as one line: each problem's dotted key and message."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in error.errors())
+
+
 def _describe(error: ValidationError, source: str, origins: dict[tuple, str]) -> str:
     messages = []
     for item in error.errors():

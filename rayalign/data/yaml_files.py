@@ -64,3 +64,9 @@ def compose_file(path: Path, source: str | None = None) -> yaml.Node | None:
     """The composed tree of a YAML file, named `source` (default: the path) in errors."""
     source = source or str(path)
     return compose_text(decode_utf8(path.read_bytes(), source), source)
+
+
+def load_file(path: Path, source: str | None = None) -> object:
+    """The values of a YAML file as `load_text` builds them, named `source` (default: the path)."""
+    source = source or str(path)
+    return load_text(decode_utf8(path.read_bytes(), source), source)

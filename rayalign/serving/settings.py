@@ -12,8 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rayalign.config import ConfigError
-from rayalign.data.readers import DataError, decode_utf8
-from rayalign.data.yaml_files import load_text
+from rayalign.config.loading import validation_problems
+from rayalign.data.readers import DataError
+from rayalign.data.yaml_files import load_file
 from rayalign.rewards.judge import REPLY_MAX_TOKENS
 
 APP_NAME = "rayalign"
@@ -152,7 +153,7 @@ def read_serve_config(path: str, runs_dir: str | None = None) -> tuple[dict, dic
     if not file.is_file():
         raise FileNotFoundError(f"serve config {path}: no such file")
     try:  # not UTF-8, not YAML: named with the line
-        config = load_text(decode_utf8(file.read_bytes(), path), path) or {}
+        config = load_file(file, path) or {}
     except DataError as exc:
         raise ConfigError(str(exc)) from None
     if not isinstance(config, dict):
@@ -172,8 +173,7 @@ def read_serve_config(path: str, runs_dir: str | None = None) -> tuple[dict, dic
     try:
         ServeSettings.model_validate(args)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}, application {APP_NAME!r}, args: {problems}") from None
+        raise ConfigError(f"{path}, application {APP_NAME!r}, args: {validation_problems(exc)}") from None
     http_options = config.get("http_options") or {}
     if not isinstance(http_options, dict):
         raise ConfigError(f"{path}: http_options is a mapping, got {type(http_options).__name__}")
