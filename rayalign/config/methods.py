@@ -148,7 +148,13 @@ class RlhfConfig(_Strict):
     rollout workers generate the next k batches while the trainers update, with weights synced
     every step, so a batch is trained on by a policy at most k updates newer than the one that
     sampled it; each token's loss is weighted by min(pi_old / pi_engine, importance_cap), the
-    truncated importance weight against the engine's own log-probs. k = 0 is the on-policy loop."""
+    truncated importance weight against the engine's own log-probs. k = 0 is the on-policy loop.
+
+    `share_prompts`: the policy's (and a LoRA reference's) forward runs each distinct prompt of a
+    micro-batch once, and its samples' responses attend to that prompt's cached keys and values
+    (gradients flow back through them): the same log-probs and gradients, up to float rounding,
+    for a fraction of the prompt's cost. The update sorts its rows so a prompt's samples share
+    micro-batches. False: every row runs its prompt and response together."""
 
     algorithm: Literal["ppo", "grpo", "rloo", "reinforce_pp"] = "grpo"
     steps: int = Field(100, gt=0)
@@ -173,7 +179,7 @@ class RlhfConfig(_Strict):
     save_every: int = Field(0, ge=0)
     max_staleness: int = Field(0, ge=0)
     importance_cap: float = Field(2.0, ge=1)
-
+    share_prompts: bool = True
 
 
 

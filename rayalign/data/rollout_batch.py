@@ -15,6 +15,13 @@ The micro-batch layout (what `StepRows.collate` builds and workers/rl_objectives
     response_mask  [B, R]    1 on response tokens
     <field>        [B, R]    per-token values (old_logprobs, advantages, returns, ...), 0 on padding
     normaliser     float     the token count a loss divides by
+
+With the layout's `share_prompts`, a micro-batch whose rows repeat a prompt also carries each
+distinct prompt once, for a forward that runs it once (workers/rl_objectives.py):
+
+    prompt_ids     [U, P]    the distinct prompts, left-padded to P columns
+    prompt_mask    [U, P]    1 on real tokens
+    prompt_rows    [B]       which of them each row answers
 """
 
 from __future__ import annotations
@@ -78,6 +85,7 @@ class StepLayout:
     width: int                       # the step's longest response: per-token blocks are [rows, width]
     pad_id: int
     starts: dict[str, list[int]]     # per source, the global first row of each block, in passing order
+    share_prompts: bool = False      # collate each distinct prompt once as well (see above)
 
     def blocks_of(self, refs: dict[str, list]) -> list:
         """The blocks to pass, in the order `StepRows` reads them back."""
@@ -101,10 +109,10 @@ class StepData:
     def add(self, name: str, starts: list[int], refs: list) -> None:
         self.starts[name], self.refs[name] = starts, refs
 
-    def for_workers(self, fields: tuple[str, ...] = ()) -> tuple[StepLayout, list]:
+    def for_workers(self, fields: tuple[str, ...] = (), share_prompts: bool = False) -> tuple[StepLayout, list]:
         """The layout and blocks a worker needs to collate these fields (the parts always)."""
         names = [PART, *[name for name in fields if name != BEHAVIOUR]]
-        layout = StepLayout(self.width, self.pad_id, {name: self.starts[name] for name in names})
+        layout = StepLayout(self.width, self.pad_id, {name: self.starts[name] for name in names}, share_prompts)
         return layout, layout.blocks_of(self.refs)
 
 
@@ -148,10 +156,28 @@ class StepRows:
             response_mask[i, :len(response)] = 1.0
             for name in fields:
                 per_token[name][i, :len(response)] = self.field_row(name, row, len(response))
-        return {"input_ids": ids, "attention_mask": attention,
-                "position_ids": (attention.cumsum(-1) - 1).clamp(min=0), "response_mask": response_mask,
-                **per_token,
-                "normaliser": float(normaliser if normaliser is not None else response_mask.sum().clamp(min=1))}
+        batch = {"input_ids": ids, "attention_mask": attention,
+                 "position_ids": (attention.cumsum(-1) - 1).clamp(min=0), "response_mask": response_mask,
+                 **per_token,
+                 "normaliser": float(normaliser if normaliser is not None else response_mask.sum().clamp(min=1))}
+        if self.layout.share_prompts:
+            batch.update(_distinct_prompts(ids[:, :prompt_width], attention[:, :prompt_width]))
+        return batch
+
+
+def _distinct_prompts(prompts: torch.Tensor, mask: torch.Tensor) -> dict:
+    """Each distinct prompt of a micro-batch once and which one each row answers; nothing when
+    every row's prompt differs (sharing would save nothing)."""
+    first: dict[bytes, int] = {}    # a prompt (its tokens and mask) -> the first row that has it
+    keys = [prompt.numpy().tobytes() + row_mask.numpy().tobytes() for prompt, row_mask in zip(prompts, mask)]
+    for row, key in enumerate(keys):
+        first.setdefault(key, row)
+    if len(first) == len(keys):
+        return {}
+    order = {key: u for u, key in enumerate(first)}
+    chosen = torch.tensor(list(first.values()))
+    return {"prompt_ids": prompts[chosen], "prompt_mask": mask[chosen],
+            "prompt_rows": torch.tensor([order[key] for key in keys])}
 
 
 def rows_to_block(rows: list[torch.Tensor], width: int) -> torch.Tensor:

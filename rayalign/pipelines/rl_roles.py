@@ -75,6 +75,12 @@ def policy_model_folder(config: RunConfig) -> str:
     return folder
 
 
+def shares_prompts(config: RunConfig) -> bool:
+    """Whether the policy's forwards run each distinct prompt once (`rlhf.share_prompts`); not
+    under gradient checkpointing, which drops the cache the responses attend to."""
+    return config.rlhf.share_prompts and not config.model.gradient_checkpointing
+
+
 def weight_sync_mode(config: RunConfig, on_gpu: bool) -> str:
     """full for full-weight policies; for LoRA, rollout.lora_sync with auto resolved."""
     if config.model.lora is None:
@@ -227,7 +233,7 @@ class RlRoles:
         world = len(group)
         share = -(-rows // world)
         rounds = -(-share // micro)
-        layout, blocks = data.for_workers()
+        layout, blocks = data.for_workers(share_prompts=key == "logprobs" and shares_prompts(self.config))
         starts, refs = [], []
         for rank, actor in enumerate(group.actors):
             mine = list(range(rank * share, min(rows, (rank + 1) * share)))

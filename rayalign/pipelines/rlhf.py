@@ -40,7 +40,7 @@ from rayalign.evaluation.evaluate import evaluate as evaluate_prompts
 from rayalign.models.chain import resolve_start
 from rayalign.models.loading import load_tokenizer
 from rayalign.pipelines.offline import split_held_out
-from rayalign.pipelines.rl_roles import BatchShape, RlRoles, batch_shape
+from rayalign.pipelines.rl_roles import BatchShape, RlRoles, batch_shape, shares_prompts
 from rayalign.pipelines.rollout_queue import RolloutQueue
 from rayalign.runs import RunDir
 from rayalign.workers.cluster import connect
@@ -226,10 +226,11 @@ def update(roles: RlRoles, data: StepData, lengths: list[int], sizes: list[int],
     per_rank = shape.mini_batch // world
     fields = ("advantages", *(name for name in ("old_logprobs", "ref_logprobs") if name in data.refs),
               *((BEHAVIOUR,) if rl.max_staleness else ()))
-    policy_layout, policy_blocks = data.for_workers(fields)
+    policy_layout, policy_blocks = data.for_workers(fields, share_prompts=shares_prompts(roles.config))
     if roles.critic is not None:
         critic_layout, critic_blocks = data.for_workers(("old_values", "returns"))
     policy, critic = defaultdict(list), defaultdict(list)
+    order_key = micro_batch_order(lengths, sizes, rl.samples_per_prompt, policy_layout.share_prompts)
     for _ in range(rl.update_epochs):
         order = list(range(len(lengths)))
         rng.shuffle(order)
@@ -237,8 +238,7 @@ def update(roles: RlRoles, data: StepData, lengths: list[int], sizes: list[int],
             chosen = order[start: start + shape.mini_batch]
             shards = []
             for rank in range(world):
-                # By length, so each micro-batch pads little (the loss is a sum: order is free).
-                mine = sorted(chosen[rank * per_rank: (rank + 1) * per_rank], key=sizes.__getitem__)
+                mine = sorted(chosen[rank * per_rank: (rank + 1) * per_rank], key=order_key)
                 normaliser = max(sum(lengths[i] for i in mine), 1) / shape.accumulation
                 shards.append(([mine[k: k + micro] for k in range(0, per_rank, micro)], normaliser))
             for stats in roles.trainers.call_each("train_rows", [(batches, normaliser, fields, policy_layout,
@@ -252,6 +252,23 @@ def update(roles: RlRoles, data: StepData, lengths: list[int], sizes: list[int],
                     for key, value in stats.items():
                         critic[key].append(value)
     return ({k: statistics.fmean(v) for k, v in policy.items()}, {k: statistics.fmean(v) for k, v in critic.items()})
+
+
+def micro_batch_order(lengths: list[int], sizes: list[int], group_size: int, share_prompts: bool):
+    """The sort key of a rank's rows before they are cut into micro-batches: by length, so each
+    micro-batch pads little (the loss is a sum: the order is free). Sharing prompts, a prompt's
+    samples stay next to each other (its prompt then runs once per micro-batch) and the prompts
+    go by their longest response, since every response pads to its micro-batch's longest."""
+    longest = defaultdict(int)
+    for row, length in enumerate(lengths):
+        longest[row // group_size] = max(longest[row // group_size], length)
+
+    def key(row: int) -> tuple:
+        if share_prompts:
+            return longest[row // group_size], sizes[row] - lengths[row], row // group_size, sizes[row]
+        return (sizes[row],)
+
+    return key
 
 
 def evaluate(roles: RlRoles, config: RunConfig, eval_set: list[PromptExample], tokenizer) -> dict | None:

@@ -3,6 +3,11 @@
 A batch holds prompts left-padded to P columns and responses right-padded to R columns,
 so the logits that predict the response are the last R+1 positions minus the final one:
 the model computes no vocabulary logits over the prompt. Per-token tensors are [B, R].
+
+A batch that carries its distinct prompts (`prompt_rows`) runs them once: the prompts' forward
+leaves their keys and values in a cache, which is indexed out to the rows that answer each one
+(autograd carries the rows' gradients back to it), and the responses run against it. The
+prompt's last position predicts the first response token.
 """
 
 from __future__ import annotations
@@ -17,9 +22,22 @@ from rayalign.algorithms.policy_loss import (entropy_from_logits, kl_loss, polic
 
 def _response_logits(model, batch: dict) -> torch.Tensor:
     width = batch["response_mask"].shape[1]
+    if "prompt_rows" in batch:
+        return _shared_prompt_logits(model, batch, width)
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                    position_ids=batch["position_ids"], logits_to_keep=width + 1).logits
     return logits[:, :-1]
+
+
+def _shared_prompt_logits(model, batch: dict, width: int) -> torch.Tensor:
+    rows, mask = batch["prompt_rows"], batch["prompt_mask"]
+    prompts = model(input_ids=batch["prompt_ids"], attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                    use_cache=True, logits_to_keep=1)
+    cache = prompts.past_key_values
+    cache.batch_select_indices(rows)
+    responses = model(input_ids=batch["input_ids"][:, -width:], attention_mask=batch["attention_mask"],
+                      position_ids=batch["position_ids"][:, -width:], past_key_values=cache, use_cache=True).logits
+    return torch.cat([prompts.logits[rows], responses[:, :-1]], dim=1)
 
 
 def _response_targets(batch: dict) -> torch.Tensor:
