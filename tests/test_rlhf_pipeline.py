@@ -191,7 +191,8 @@ def test_bad_input_fails_early_and_names_the_place(ray_cluster, tiny_model, prom
 @pytest.mark.slow
 def test_smollm2_grpo_raises_held_out_success_on_the_quickstart_task(ray_cluster, tmp_path):
     """The shipped recipe, shortened: measured 0.17 -> 0.55 held-out greedy success at step 40
-    (0.64 at step 60) on all 128 held-out prompts."""
+    (0.64 at step 60) on all 128 held-out prompts in pure bf16; with the recipe's bf16 autocast
+    and shared prompts, 0.19 -> 0.45 on these 64."""
     config = load_config("rlhf_grpo", [f"output_dir={tmp_path}", "rlhf.steps=40", "rlhf.eval_every=0",
                                        "rlhf.save_every=0", "rlhf.eval_samples=64", "logging.progress=false"])
     report = run_rlhf(config)
