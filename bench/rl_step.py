@@ -12,8 +12,11 @@ unshuffled, in that order).
   but the last, no progress bar or tensorboard, output in a temporary folder), run by `run_rlhf`
   in this process on a private local Ray of `--threads` CPUs: as the recipe places it, one policy
   trainer and one vLLM rollout worker (bf16) colocated on one bundle, each using all the threads,
-  in turn. Per-step times are the phases `run_rlhf` writes to metrics.jsonl
-  (generate, score, forward, train, sync; `time/step_s` is their sum).
+  in turn, and the recipe's micro-batches (16 rows) with `rlhf.share_prompts` (each prompt's
+  forward runs once for its 4 samples). Per-step times are the phases `run_rlhf` writes to
+  metrics.jsonl (generate, score, forward, train, sync; `time/step_s` is their sum).
+- rayalign_unshared: the same with `rlhf.share_prompts=false` (every row runs its prompt and
+  response together); `share_prompts_speedup` is its step over rayalign's.
 - TRL: `GRPOTrainer` with `peft_config`, HF generate (`use_vllm=False`) on the fp32 policy;
   `per_device_train_batch_size=32`, `num_generations=4`, `gradient_accumulation_steps=1`, so
   `steps_per_generation=1` and `generation_batch_size=32`: each optimizer step generates for and
@@ -33,7 +36,9 @@ The update's achieved TFLOP/s (`update_tflops_median`): its FLOPs over its secon
 which costs milliseconds). FLOPs by the LoRA formula of bench/gpu_update.py (`update_flops`): the
 frozen base runs forward and back-propagates to its inputs, 4 x body parameters x tokens, plus the
 vocabulary head on response tokens and the attention term, plus 6 x adapter parameters x tokens,
-counting each step's real prompt and response tokens (not padding).
+counting each step's real prompt and response tokens (not padding), and each prompt once per
+sample, or once in all where rayalign shares prompts (the FLOPs it does, not the job's: rayalign's
+figure is then lower for the same speed of matmuls, and its `train` seconds are what compare).
 
 A third side, `rayalign_async`, is the same rayalign job asynchronous and one step off-policy
 (`rlhf.max_staleness=1`) on a split placement: the trainer and the vLLM rollout worker on
@@ -41,13 +46,14 @@ bundles of their own, half the threads each, generating the next batch while the
 updates (`time/step_s` is then the controller's whole step, the wait for the batch included).
 Its `overlap_speedup` is rayalign's on-policy step over its own.
 
-Each side runs in its own subprocess (the script calls itself with `--only`). The first
+Each side runs in its own subprocess (the script calls itself with `--only`); `--sides` picks
+which run (default: all four). The first
 `--warmup` steps of each side are dropped; medians are over the `--steps` steps after them.
 The parent prints one JSON line; `speedup` (TRL seconds per step / rayalign's) > 1 means
 rayalign is faster. Tokens per second are generated tokens over the whole step (`tokens_per_s`)
 and over the generation phase alone (`rollout_tokens_per_s`).
 
-Run:     .venv/bin/python bench/rl_step.py [--steps 5 --warmup 1 --threads 2]
+Run:     .venv/bin/python bench/rl_step.py [--steps 5 --warmup 1 --threads 2 --sides rayalign,trl]
 Needs:   .venv/bin/pip install --no-deps trl==1.16.0
 """
 
@@ -80,7 +86,7 @@ def overlap_overrides(threads: int) -> tuple[str, ...]:
             f"rollout.cpus_per_worker={threads}", f"rollout.threads={threads}")
 
 
-def job_config(args, output_dir: str, overlap: bool = False):
+def job_config(args, output_dir: str, overlap: bool = False, share: bool = True):
     """The rayalign run of this benchmark; the TRL side takes its model, LoRA and prompts from it too."""
     from rayalign.config import load_config
 
@@ -96,7 +102,7 @@ def job_config(args, output_dir: str, overlap: bool = False):
         f"train.lr={LR}", "train.lr_scheduler=constant", "train.warmup_steps=0", "train.weight_decay=0.0",
         "train.max_grad_norm=1.0", *PRECISIONS[args.precision], "model.gradient_checkpointing=false",
         "logging.progress=false", "logging.tensorboard=false",
-        *(overlap_overrides(max(args.threads // 2, 1)) if overlap else ()),
+        *(overlap_overrides(max(args.threads // 2, 1)) if overlap else ()), f"rlhf.share_prompts={str(share).lower()}",
     ], method="rlhf")
     check_job(config)
     return config
@@ -134,9 +140,12 @@ def update_tflop_counter(config):
         model = apply_lora(AutoModelForCausalLM.from_config(model_config), config.model.lora)
     rows = PROMPTS * SAMPLES
 
-    def tflop(prompt_tokens: float, response_tokens: float) -> float:
-        tokens = prompt_tokens + response_tokens
-        return update_flops(model, model_config, round(tokens), round(response_tokens), tokens / rows, lora=True) / 1e12
+    def tflop(prompt_tokens: float, response_tokens: float, prompt_runs: int = SAMPLES) -> float:
+        """`prompt_tokens` counts each prompt once; the update runs it `prompt_runs` times (once per
+        sample, or once in all with rlhf.share_prompts). The attention span is the mean row's either way."""
+        span = (SAMPLES * prompt_tokens + response_tokens) / rows
+        tokens = prompt_runs * prompt_tokens + response_tokens
+        return update_flops(model, model_config, round(tokens), round(response_tokens), span, lora=True) / 1e12
 
     return tflop
 
@@ -168,13 +177,13 @@ def show_steps(path, done: threading.Event) -> None:
             return
 
 
-def run_rayalign(args, overlap: bool = False) -> dict:
+def run_rayalign(args, overlap: bool = False, share: bool = True) -> dict:
     import ray
 
     from rayalign.pipelines.rlhf import run_rlhf
 
     with tempfile.TemporaryDirectory(prefix="rl_step-") as output_dir:
-        config = job_config(args, output_dir, overlap)
+        config = job_config(args, output_dir, overlap, share)
         metrics, done = config.run_dir / "metrics.jsonl", threading.Event()
         watcher = threading.Thread(target=show_steps, args=(metrics, done), daemon=True)
         # A private Ray with the job's CPUs, never a cluster already on this machine;
@@ -194,9 +203,9 @@ def run_rayalign(args, overlap: bool = False) -> dict:
     steps = []
     for row, step_prompt in zip(rows, prompts):
         tokens = row["response/length_mean"] * PROMPTS * SAMPLES
-        prompt_tokens = SAMPLES * sum(len(p.prompt_ids) for p in step_prompt)
+        prompt_tokens = sum(len(p.prompt_ids) for p in step_prompt)
         steps.append({"step_s": row["time/step_s"], "tokens": tokens, "tokens_per_s": tokens / row["time/step_s"],
-                      "update_tflops": tflop(prompt_tokens, tokens) / row["time/train_s"],
+                      "update_tflops": tflop(prompt_tokens, tokens, 1 if share else SAMPLES) / row["time/train_s"],
                       "rollout_tokens_per_s": row["rollout/tokens_per_s"], "reward": row["reward/total_mean"],
                       **{f"{phase}_s": row[f"time/{phase}_s"] for phase in PHASES}})
     timed = steps[args.warmup:]
@@ -252,7 +261,7 @@ def run_trl(args) -> dict:
             def on_step_end(self, *_, **__):
                 step_s = time.perf_counter() - self.start
                 generate_s, tokens = (sum(column) for column in zip(*self.generate))
-                prompt_tokens = SAMPLES * sum(len(p.prompt_ids) for p in prompts[len(self.steps)])
+                prompt_tokens = sum(len(p.prompt_ids) for p in prompts[len(self.steps)])
                 self.steps.append({"step_s": step_s, "generate_s": generate_s, "tokens": tokens,
                                    "update_tflops": tflop(prompt_tokens, tokens) / (step_s - generate_s),
                                    "tokens_per_s": tokens / step_s, "rollout_tokens_per_s": tokens / generate_s})
@@ -332,6 +341,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads on each side (and rayalign's Ray CPUs)")
     parser.add_argument("--only", choices=tuple(SIDES), help="run one side only")
+    parser.add_argument("--sides", default=",".join(SIDES), help="the sides to run, comma-separated (default: all)")
     parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                         help="training precision (see above; TRL: bf16 autocast for both bf16 choices)")
     parser.add_argument("--result", help=argparse.SUPPRESS)  # set by the parent: where a side writes its result
@@ -350,7 +360,9 @@ def main() -> None:
     # For both sides, set before torch starts: threads, and no network (the model is local).
     os.environ.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1",
                       HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false")
-    sides = [args.only] if args.only else list(SIDES)
+    sides = [args.only] if args.only else args.sides.split(",")
+    if not set(sides) <= set(SIDES):
+        parser.error(f"--sides: choose from {', '.join(SIDES)}")
     results = {side: summary(child(side)) for side in sides}
     line = {"bench": "rl_step",
             "job": {"model": MODEL, "recipe": RECIPE, "lora_r": 16, "prompts": PROMPTS, "samples": SAMPLES,
@@ -362,12 +374,19 @@ def main() -> None:
     if {"rayalign", "rayalign_async"} <= set(results):
         line["overlap_speedup"] = round(results["rayalign"]["step_s_median"]
                                         / results["rayalign_async"]["step_s_median"], 3)
+    if {"rayalign", "rayalign_unshared"} <= set(results):
+        line["share_prompts_speedup"] = round(results["rayalign_unshared"]["step_s_median"]
+                                              / results["rayalign"]["step_s_median"], 3)
+    if {"rayalign_unshared", "trl"} <= set(results):
+        line["speedup_unshared"] = round(results["trl"]["step_s_median"]
+                                         / results["rayalign_unshared"]["step_s_median"], 3)
     if {"rayalign_async", "trl"} <= set(results):
         line["speedup_async"] = round(results["trl"]["step_s_median"] / results["rayalign_async"]["step_s_median"], 3)
     print(json.dumps(line), flush=True)
 
 
-SIDES = {"rayalign": run_rayalign, "rayalign_async": lambda args: run_rayalign(args, overlap=True), "trl": run_trl}
+SIDES = {"rayalign": run_rayalign, "rayalign_unshared": lambda args: run_rayalign(args, share=False),
+         "rayalign_async": lambda args: run_rayalign(args, overlap=True), "trl": run_trl}
 
 if __name__ == "__main__":
     main()
