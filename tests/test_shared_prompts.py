@@ -102,3 +102,25 @@ def test_micro_batches_keep_a_prompts_samples_together_ordered_by_their_longest_
     assert shared == [2, 3, 4, 5, 7, 6, 0, 1]    # longest responses 2, 4, 5, 9
     plain = sorted(range(8), key=micro_batch_order(lengths, sizes, 2, share_prompts=False))
     assert plain == [7, 0, 6, 1, 2, 3, 4, 5]     # by prompt + response length alone
+
+
+def test_a_model_that_keeps_no_cache_is_an_error_not_a_silent_wrong_answer(tiny_model):
+    """Gradient checkpointing makes HF's layers drop the cache (rl_roles.shares_prompts turns
+    sharing off with it); were it ever on anyway, the forward says so."""
+    from rayalign.models.loading import load_causal_lm
+
+    model = load_causal_lm(tiny_model)
+    model.gradient_checkpointing_enable()
+    model.train()
+    batch = _collate(_rows([[5, 6, 7], [8, 9]], 2), [0, 1, 2, 3], share=True)
+    with pytest.raises(RuntimeError, match="rlhf.share_prompts=false"):
+        response_logprobs(model, batch)
+
+
+def test_sharing_is_on_by_default_and_off_under_gradient_checkpointing_or_when_asked():
+    from rayalign.config import load_config
+    from rayalign.pipelines.rl_roles import shares_prompts
+
+    assert shares_prompts(load_config("rlhf_grpo"))
+    assert not shares_prompts(load_config("rlhf_grpo", ["model.gradient_checkpointing=true"]))
+    assert not shares_prompts(load_config("rlhf_grpo", ["rlhf.share_prompts=false"]))

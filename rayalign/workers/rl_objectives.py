@@ -34,6 +34,9 @@ def _shared_prompt_logits(model, batch: dict, width: int) -> torch.Tensor:
     prompts = model(input_ids=batch["prompt_ids"], attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                     use_cache=True, logits_to_keep=1)
     cache = prompts.past_key_values
+    if cache is None or cache.get_seq_length() != mask.shape[1]:   # e.g. gradient checkpointing drops it
+        raise RuntimeError("the policy kept no key/value cache of the prompts, which shared prompts need "
+                           "(set rlhf.share_prompts=false)")
     cache.batch_select_indices(rows)
     responses = model(input_ids=batch["input_ids"][:, -width:], attention_mask=batch["attention_mask"],
                       position_ids=batch["position_ids"][:, -width:], past_key_values=cache, use_cache=True).logits
