@@ -56,7 +56,7 @@ class Service:
                                  "ray_address": head.dashboard,
                                  "poll_s": 1.0, "max_active_jobs": 3,
                                  "score_model_url": f"http://127.0.0.1:{free_port()}",  # nothing listens there
-                                 "overrides": {"supervised": [*SMALL, "train.lr=3e-2", "train.max_steps=12",
+                                 "overrides": {"supervised": [*SMALL, "train.lr=1e-2", "train.max_steps=12",
                                                               "train.save_every=6"],
                                                "dpo": [*SMALL, "train.lr=1e-2", "train.max_steps=40",
                                                        "train.save_every=10"],
@@ -131,7 +131,7 @@ def test_upload_train_and_chat_with_the_fine_tuned_model_while_others_see_nothin
     events = list(a.fine_tuning.jobs.list_events(job.id, limit=100))
     steps = [e for e in events if e.type == "metrics"]
     assert len(steps) == 12 and steps[0].data["step"] == 12  # newest first
-    losses = [e.data["train/loss"] for e in reversed(steps)]  # oldest first; lr 3e-2 spikes now and then
+    losses = [e.data["train/loss"] for e in reversed(steps)]  # oldest first
     assert sum(losses[6:]) / 6 < sum(losses[:6]) / 6, losses
     assert events[0].message == "The job has successfully completed"
     checkpoints = a.fine_tuning.jobs.checkpoints.list(job.id).data
