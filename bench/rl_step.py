@@ -78,6 +78,10 @@ PRECISIONS = {"fp32": ("model.dtype=float32", "train.autocast=null"),
               "bf16": ("model.dtype=bfloat16", "train.autocast=null"),
               "autocast_bf16": ("model.dtype=float32", "train.autocast=bfloat16")}
 TRL_INSTALL = ".venv/bin/pip install --no-deps trl==1.16.0"
+# The ratios of the JSON line: one side's seconds per step over another's, when both ran.
+RATIOS = {"speedup": ("trl", "rayalign"), "overlap_speedup": ("rayalign", "rayalign_async"),
+          "share_prompts_speedup": ("rayalign_unshared", "rayalign"), "speedup_unshared": ("trl", "rayalign_unshared"),
+          "speedup_async": ("trl", "rayalign_async")}
 
 
 def overlap_overrides(threads: int) -> tuple[str, ...]:
@@ -369,19 +373,9 @@ def main() -> None:
                     "max_new_tokens": NEW_TOKENS, "lr": LR, "warmup": args.warmup, "steps": args.steps,
                     "threads": args.threads, "precision": args.precision},
             **results}
-    if {"rayalign", "trl"} <= set(results):
-        line["speedup"] = round(results["trl"]["step_s_median"] / results["rayalign"]["step_s_median"], 3)
-    if {"rayalign", "rayalign_async"} <= set(results):
-        line["overlap_speedup"] = round(results["rayalign"]["step_s_median"]
-                                        / results["rayalign_async"]["step_s_median"], 3)
-    if {"rayalign", "rayalign_unshared"} <= set(results):
-        line["share_prompts_speedup"] = round(results["rayalign_unshared"]["step_s_median"]
-                                              / results["rayalign"]["step_s_median"], 3)
-    if {"rayalign_unshared", "trl"} <= set(results):
-        line["speedup_unshared"] = round(results["trl"]["step_s_median"]
-                                         / results["rayalign_unshared"]["step_s_median"], 3)
-    if {"rayalign_async", "trl"} <= set(results):
-        line["speedup_async"] = round(results["trl"]["step_s_median"] / results["rayalign_async"]["step_s_median"], 3)
+    for name, (over, under) in RATIOS.items():
+        if {over, under} <= set(results):
+            line[name] = round(results[over]["step_s_median"] / results[under]["step_s_median"], 3)
     print(json.dumps(line), flush=True)
 
 

@@ -161,23 +161,20 @@ class StepRows:
                  **per_token,
                  "normaliser": float(normaliser if normaliser is not None else response_mask.sum().clamp(min=1))}
         if self.layout.share_prompts:
-            batch.update(_distinct_prompts(ids[:, :prompt_width], attention[:, :prompt_width]))
+            batch.update(_distinct_prompts(prompts, ids[:, :prompt_width], attention[:, :prompt_width]))
         return batch
 
 
-def _distinct_prompts(prompts: torch.Tensor, mask: torch.Tensor) -> dict:
-    """Each distinct prompt of a micro-batch once and which one each row answers; nothing when
-    every row's prompt differs (sharing would save nothing)."""
-    first: dict[bytes, int] = {}    # a prompt (its tokens and mask) -> the first row that has it
-    keys = [prompt.numpy().tobytes() + row_mask.numpy().tobytes() for prompt, row_mask in zip(prompts, mask)]
-    for row, key in enumerate(keys):
-        first.setdefault(key, row)
-    if len(first) == len(keys):
+def _distinct_prompts(prompts: list[torch.Tensor], padded: torch.Tensor, mask: torch.Tensor) -> dict:
+    """Each distinct prompt of a micro-batch once (from its rows' `padded` prompts and `mask`)
+    and which one each row answers; nothing when every row's prompt differs (sharing would save
+    nothing)."""
+    index: dict[bytes, int] = {}
+    rows = [index.setdefault(prompt.numpy().tobytes(), len(index)) for prompt in prompts]
+    if len(index) == len(rows):
         return {}
-    order = {key: u for u, key in enumerate(first)}
-    chosen = torch.tensor(list(first.values()))
-    return {"prompt_ids": prompts[chosen], "prompt_mask": mask[chosen],
-            "prompt_rows": torch.tensor([order[key] for key in keys])}
+    first = torch.tensor([rows.index(u) for u in range(len(index))])
+    return {"prompt_ids": padded[first], "prompt_mask": mask[first], "prompt_rows": torch.tensor(rows)}
 
 
 def rows_to_block(rows: list[torch.Tensor], width: int) -> torch.Tensor:
